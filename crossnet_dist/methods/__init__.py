@@ -1,0 +1,24 @@
+"""Method registry: `build_method(cfg)` picks the plug-in named by `cfg.method`."""
+
+from __future__ import annotations
+
+from crossnet_dist.methods.base import DIRECTIONS, StepOutput, TranslationMethod, check_direction
+from crossnet_dist.methods.crossnet import CrossNet
+from crossnet_dist.methods.cyclegan import CycleGAN
+
+METHODS: dict[str, type[TranslationMethod]] = {m.name: m for m in (CrossNet, CycleGAN)}
+
+
+def build_method(cfg, inference: bool = False) -> TranslationMethod:
+    """Builds the method named by cfg.method with its own loss weights (cfg.loss.<method>).
+
+    With inference=True only the modules that translation uses are built.
+    """
+    try:
+        method_cls = METHODS[cfg.method]
+    except KeyError:
+        raise ValueError(f"config key 'method': unknown method {cfg.method!r}; known: {sorted(METHODS)}") from None
+    return method_cls(cfg.model, cfg.loss[cfg.method], inference=inference)
+
+
+__all__ = ["DIRECTIONS", "METHODS", "StepOutput", "TranslationMethod", "build_method", "check_direction"]

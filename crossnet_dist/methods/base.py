@@ -1,0 +1,112 @@
+"""The method interface: what the trainer, checkpointing and serving know of a method.
+
+A method owns two groups of networks (`generators`, trained by the generator step, and
+`discriminators`, trained by the discriminator step), computes the losses of one step of
+each, and translates. Everything else (optimisers, data, distribution, storage) lives
+outside and sees a method only through this class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from crossnet_dist.losses import lsgan_discriminator_loss
+
+DIRECTIONS = ("a2b", "b2a")
+
+
+@dataclass
+class StepOutput:
+    loss: Tensor  # the weighted total to back-propagate
+    terms: dict[str, Tensor]  # each unweighted term, for logging
+    fakes: dict[str, Tensor] = field(default_factory=dict)  # generated images the discriminator step needs
+
+
+class TranslationMethod(nn.Module):
+    name: ClassVar[str]
+    # Modules of `generators` that test-time translation uses: exported to serving checkpoints.
+    translation_modules: ClassVar[tuple[str, ...]]
+
+    def __init__(self, model_cfg, loss_cfg, inference: bool = False):
+        super().__init__()
+        self.model_cfg = model_cfg
+        self.weights = loss_cfg
+        self.inference = inference
+        self.generators = nn.ModuleDict()
+        self.discriminators = nn.ModuleDict()
+
+    def generator_step(self, x_a: Tensor, x_b: Tensor) -> StepOutput:
+        raise NotImplementedError
+
+    def discriminator_step(self, x_a: Tensor, x_b: Tensor, fakes: dict[str, Tensor]) -> StepOutput:
+        raise NotImplementedError
+
+    def translate(self, x: Tensor, direction: str) -> Tensor:
+        raise NotImplementedError
+
+    def sample_columns(self, x_a: Tensor, x_b: Tensor) -> dict[str, list[Tensor]]:
+        """Rows of images for the sample grid, one row per direction: input | translation | ..."""
+        raise NotImplementedError
+
+    def translation_state_dict(self) -> dict[str, dict[str, Tensor]]:
+        return {name: self.generators[name].state_dict() for name in self.translation_modules}
+
+    def load_translation_state_dict(self, state: dict[str, dict[str, Tensor]]) -> None:
+        missing = [name for name in self.translation_modules if name not in state]
+        if missing:
+            raise KeyError(f"serving state lacks modules {missing}")
+        for name in self.translation_modules:
+            self.generators[name].load_state_dict(state[name])
+
+
+def check_direction(direction: str) -> None:
+    if direction not in DIRECTIONS:
+        raise ValueError(f"unknown direction {direction!r}: expected one of {', '.join(DIRECTIONS)}")
+
+
+class TwoDomainGAN(TranslationMethod):
+    """Shared by CrossNet and CycleGAN: generators (E_ab, D_b) and (E_ba, D_a), PatchGANs Q_a, Q_b,
+    least-squares discriminator losses fed with pooled fakes."""
+
+    translation_modules = ("E_ab", "D_b", "E_ba", "D_a")
+
+    def __init__(self, model_cfg, loss_cfg, inference: bool = False):
+        super().__init__(model_cfg, loss_cfg, inference)
+        from crossnet_dist.networks import Decoder, Encoder, PatchGAN
+
+        for name, net in (("E_ab", Encoder), ("D_b", Decoder), ("E_ba", Encoder), ("D_a", Decoder)):
+            self.generators[name] = net(model_cfg)
+        if not inference:
+            self.discriminators["Q_a"] = PatchGAN(model_cfg)
+            self.discriminators["Q_b"] = PatchGAN(model_cfg)
+
+    def discriminator_step(self, x_a: Tensor, x_b: Tensor, fakes: dict[str, Tensor]) -> StepOutput:
+        Q_a, Q_b = self.discriminators["Q_a"], self.discriminators["Q_b"]
+        d_a = lsgan_discriminator_loss(Q_a(x_a), Q_a(fakes["a"].detach()))
+        d_b = lsgan_discriminator_loss(Q_b(x_b), Q_b(fakes["b"].detach()))
+        return StepOutput(loss=d_a + d_b, terms={"D_a": d_a, "D_b": d_b})
+
+    def translate(self, x: Tensor, direction: str) -> Tensor:
+        check_direction(direction)
+        g = self.generators
+        if direction == "a2b":
+            return g["D_b"](g["E_ab"](x))
+        return g["D_a"](g["E_ba"](x))
+
+
+def weighted_sum(terms: dict[str, Tensor], weights) -> Tensor:
+    total = None
+    for name, value in terms.items():
+        part = weights[name] * value
+        total = part if total is None else total + part
+    if total is None:
+        raise ValueError("every loss weight is 0: nothing to train")
+    return total
+
+
+def zero() -> Tensor:
+    return torch.zeros(())
