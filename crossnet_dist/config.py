@@ -100,6 +100,7 @@ class TrainConfig:
     log_every: int = 10
     sample_every: int = 200
     checkpoint_every: int = 500
+    keep_checkpoints: int = 3  # newest step checkpoints kept; 0 = keep all
     progress: bool = True
 
 
@@ -176,7 +177,7 @@ def validate(cfg: DictConfig) -> None:
         "model.n_downsampling", "model.n_encoder_blocks", "model.n_translator_blocks",
         "model.disc_layers", "optim.n_epochs", "optim.n_epochs_decay", "optim.pool_size",
         "data.num_workers", "data.max_images", "data.storage.retries",
-        "train.max_steps",
+        "train.max_steps", "train.keep_checkpoints",
     ]
     for key in positive:
         if not OmegaConf.select(cfg, key) > 0:

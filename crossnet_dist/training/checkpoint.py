@@ -1,0 +1,116 @@
+"""Checkpoint files: atomic writes, refused when partial, and the one-file serving export.
+
+Two formats, both `torch.save` archives loaded with `weights_only=True`:
+- training state ("crossnet-dist/train"): networks, optimisers, pools, position, config;
+- serving ("crossnet-dist/serving"): only the modules translation needs, plus the config.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+TRAIN_FORMAT = "crossnet-dist/train"
+SERVING_FORMAT = "crossnet-dist/serving"
+FORMAT_VERSION = 1
+_STEP_FILE = re.compile(r"^step_(\d{8})\.pt$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, truncated, corrupt or of the wrong kind; the message names its path."""
+
+
+def atomic_save(payload: dict[str, Any], path: str | Path) -> Path:
+    """Writes to a temporary file in the same folder, fsyncs, then renames over `path`, so a
+    crash never leaves a partial file under the final name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checked(path: str | Path, expected_format: str | tuple[str, ...], map_location="cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises RuntimeError/EOFError/UnpicklingError for damaged archives
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupt ({type(err).__name__}: {str(err).splitlines()[0]})"
+        ) from None
+    formats = (expected_format,) if isinstance(expected_format, str) else expected_format
+    found = payload.get("format") if isinstance(payload, dict) else None
+    if found not in formats:
+        raise CheckpointError(f"checkpoint {path} has format {found!r}, expected {' or '.join(formats)}")
+    if payload.get("version") != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {path} has version {payload.get('version')!r}, expected {FORMAT_VERSION}")
+    return payload
+
+
+def step_checkpoint_path(folder: str | Path, step: int) -> Path:
+    return Path(folder) / f"step_{step:08d}.pt"
+
+
+def list_step_checkpoints(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if _STEP_FILE.match(p.name))
+
+
+def prune_step_checkpoints(folder: str | Path, keep: int) -> None:
+    if keep <= 0:
+        return
+    for old in list_step_checkpoints(folder)[:-keep]:
+        old.unlink(missing_ok=True)
+
+
+def serving_payload(method, config_container: dict[str, Any], step: int) -> dict[str, Any]:
+    return {
+        "format": SERVING_FORMAT,
+        "version": FORMAT_VERSION,
+        "method": method.name,
+        "step": step,
+        "config": config_container,
+        "translation": {k: {n: t.detach().cpu() for n, t in sd.items()} for k, sd in method.translation_state_dict().items()},
+    }
+
+
+def load_translator(path: str | Path, device: str | torch.device = "cpu"):
+    """Loads a serving or training checkpoint as an inference-only method (E and D of both
+    directions). Returns (method, config)."""
+    from crossnet_dist.config import config_from_container
+    from crossnet_dist.methods import build_method
+
+    payload = load_checked(path, (SERVING_FORMAT, TRAIN_FORMAT))
+    cfg = config_from_container(payload["config"])
+    method = build_method(cfg, inference=True)
+    if payload["format"] == SERVING_FORMAT:
+        state = payload["translation"]
+    else:
+        state = {name: _prefixed(payload["generators"], name) for name in method.translation_modules}
+    try:
+        method.load_translation_state_dict(state)
+    except (KeyError, RuntimeError) as err:
+        raise CheckpointError(f"checkpoint {path} does not match its config: {str(err).splitlines()[0]}") from None
+    return method.to(device).eval(), cfg
+
+
+def _prefixed(state: dict[str, torch.Tensor], module: str) -> dict[str, torch.Tensor]:
+    prefix = module + "."
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
