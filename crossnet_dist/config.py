@@ -157,16 +157,14 @@ def _describe(err: OmegaConfBaseException, path: Path | None) -> str:
     return f"config{where}: {msg}"
 
 
-_CHOICES = {"method": ("crossnet", "cyclegan")}
-
-
 def validate(cfg: DictConfig) -> None:
     def fail(key: str, why: str) -> None:
         raise ConfigError(f"config key '{key}': {why} (got {OmegaConf.select(cfg, key)!r})")
 
-    for key, choices in _CHOICES.items():
-        if OmegaConf.select(cfg, key) not in choices:
-            fail(key, f"must be one of {', '.join(choices)}")
+    from crossnet_dist.methods import METHODS
+
+    if cfg.method not in METHODS:
+        fail("method", f"must be one of {', '.join(sorted(METHODS))}")
 
     positive = [
         "model.image_size", "model.in_channels", "model.gen_channels", "model.disc_channels",
@@ -185,7 +183,7 @@ def validate(cfg: DictConfig) -> None:
     for key in non_negative:
         if OmegaConf.select(cfg, key) < 0:
             fail(key, "must be >= 0")
-    for section in ("crossnet", "cyclegan"):
+    for section in cfg.loss:
         for name, value in cfg.loss[section].items():
             if value < 0:
                 fail(f"loss.{section}.{name}", "loss weights must be >= 0")
