@@ -11,10 +11,16 @@ from crossnet_dist.config import ConfigError
 
 def _train(args: argparse.Namespace) -> int:
     from crossnet_dist.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    if not args.local:
+        return _train_distributed(cfg, args)
+
     from crossnet_dist.data import build_train_loader
     from crossnet_dist.training.loop import Trainer
 
-    cfg = load_config(args.config, args.overrides)
+    if args.address:
+        raise ConfigError("--address needs distributed training: drop --local")
     trainer = Trainer(cfg)
     if args.resume is not None:
         loaded = trainer.resume(args.resume or None)
@@ -24,6 +30,21 @@ def _train(args: argparse.Namespace) -> int:
     print(f"done: {trainer.step} steps; serving checkpoint {trainer.out_dir / 'generator.pt'}")
     for key in sorted(metrics):
         print(f"  {key} = {metrics[key]:.4f}")
+    return 0
+
+
+def _train_distributed(cfg, args: argparse.Namespace) -> int:
+    from crossnet_dist.distributed import train_distributed
+
+    result = train_distributed(cfg, address=args.address, resume=args.resume)
+    summary = result.summary
+    print(f"done: run {result.run_name}, {result.step} steps on {summary.get('world_size', '?')} workers "
+          f"(ZeRO-{summary.get('zero_stage', '?')}); steps lost to failures: {summary.get('lost_steps', 0)}")
+    print(f"checkpoints: {result.run_url}")
+    print(f"serving checkpoint: {result.generator_url}")
+    for key in sorted(result.metrics):
+        if key.startswith(("loss/", "perf/", "data/", "fault/")):
+            print(f"  {key} = {result.metrics[key]:.4f}")
     return 0
 
 
@@ -49,13 +70,24 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train a method from a YAML config",
         description="Train from CONFIG (YAML under jobs/configs/) with dotted overrides, e.g. optim.lr=1e-4 "
-        "method=cyclegan train.max_steps=100. Unknown keys and bad values fail before training starts.",
+        "method=cyclegan train.max_steps=100. Unknown keys and bad values fail before training starts. "
+        "By default training runs on Ray Train workers with DeepSpeed ZeRO (see the dist.* keys); "
+        "--local trains in this process.",
     )
     train.add_argument("config", help="YAML config file")
     train.add_argument("overrides", nargs="*", help="dotted key=value overrides")
     train.add_argument(
-        "--resume", nargs="?", const="", default=None, metavar="CHECKPOINT",
-        help="continue from CHECKPOINT, or from the newest checkpoint in train.out_dir if none is given",
+        "--resume", nargs="?", const="", default=None, metavar="RUN",
+        help="distributed: continue run RUN (a folder name under dist.storage_path), or the newest run if none "
+        "is given; --local: continue from checkpoint file RUN, or the newest one in train.out_dir",
+    )
+    train.add_argument(
+        "--local", action="store_true",
+        help="train in this process (CPU or one GPU) instead of on Ray Train workers with DeepSpeed",
+    )
+    train.add_argument(
+        "--address", default=None,
+        help="Ray cluster address (default: dist.address, else RAY_ADDRESS, else start a local Ray on 127.0.0.1)",
     )
     train.set_defaults(func=_train)
 
@@ -73,18 +105,30 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("--device", default="cpu")
     translate.set_defaults(func=_translate)
 
-    try:
-        from crossnet_dist.data.cli import add_data_parser, add_storage_parser
-    except ImportError:
-        pass
-    else:
-        add_data_parser(sub)
-        add_storage_parser(sub)
+    from crossnet_dist.data.cli import add_data_parser, add_storage_parser
+    from crossnet_dist.evaluation.cli import add_eval_parser
+
+    add_data_parser(sub)
+    add_storage_parser(sub)
+    add_eval_parser(sub)
     return parser
 
 
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """Like parse_args, but `train` takes key=value overrides before or after its options."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if getattr(args, "command", None) == "train":
+        overrides = [item for item in extra if "=" in item and not item.startswith("-")]
+        args.overrides = [*args.overrides, *overrides]
+        extra = [item for item in extra if item not in overrides]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)

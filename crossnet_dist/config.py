@@ -8,6 +8,7 @@ choices) and every error names the offending key.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -76,7 +77,7 @@ class StorageConfig:
     key: Optional[str] = None
     secret: Optional[str] = None
     region: Optional[str] = None
-    retries: int = 5  # attempts for a transient storage error
+    retries: int = 5  # retries of a read that failed with a transient storage error (0 = fail at once)
     retry_backoff_s: float = 0.2  # first back-off, doubled each attempt
 
 
@@ -88,6 +89,7 @@ class DataConfig:
     batch_size: int = 1
     num_workers: int = 0
     max_images: int = 0  # per domain; 0 = all
+    read_ahead: int = 16  # images each loader worker fetches concurrently
     storage: StorageConfig = field(default_factory=StorageConfig)
 
 
@@ -105,6 +107,53 @@ class TrainConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """`crossnet train` on a Ray cluster (Ray Train workers, DeepSpeed ZeRO); ignored by `--local`."""
+
+    num_workers: int = 2  # Ray Train workers (one GPU each with use_gpu)
+    use_gpu: bool = False  # NCCL + bf16 on GPUs; gloo + fp32 on CPUs
+    cpus_per_worker: float = 1.0  # logical CPUs each worker reserves
+    placement_strategy: str = "PACK"  # PACK | SPREAD | STRICT_PACK | STRICT_SPREAD
+    zero_stage: int = 2  # DeepSpeed ZeRO: 0 off, 1 optimizer state, 2 + gradients, 3 + parameters
+    zero3_persistence_threshold: int = 100000  # ZeRO-3 keeps parameters this small whole on every rank
+    grad_clip: float = 0.0  # global gradient-norm clip per network group; 0 = off
+    grad_accumulation: int = 1  # micro-batches per optimiser step
+    storage_path: str = "runs/ray"  # run folders go here: a local path or s3://bucket/prefix
+    run_name: str = ""  # "" = <basename of train.out_dir>-<timestamp>
+    max_failures: int = 1  # worker-group restarts from the last checkpoint before giving up; -1 = forever
+    checkpoint_every: int = 100  # steps between checkpoints (one is always written at the end)
+    keep_checkpoints: int = 2  # newest checkpoints kept in storage; 0 = keep all
+    address: str = ""  # Ray cluster address; "" = RAY_ADDRESS, else a local Ray on 127.0.0.1
+    loader: str = "crossnet_dist.data:build_train_loader"  # module:function building a rank's loader
+    fail_at_step: int = 0  # fault injection for tests: worker `fail_rank` kills itself at this step, once
+    fail_rank: int = 1
+
+
+@dataclass
+class ServeConfig:
+    """`crossnet serve`: the Ray Serve endpoint (see crossnet_dist/serving/)."""
+
+    host: str = "127.0.0.1"  # HTTP proxy address; 0.0.0.0 only inside a container/cluster
+    port: int = 8000
+    replicas: int = 1  # model replicas when not autoscaling
+    autoscale: bool = False  # scale model replicas between min_replicas and max_replicas
+    min_replicas: int = 1
+    max_replicas: int = 4
+    target_ongoing_requests: float = 2.0  # autoscaling target per replica
+    max_ongoing_requests: int = 16  # requests a model replica holds at once (>= max_batch_size)
+    max_queued_requests: int = 64  # requests waiting for a replica beyond that; more get HTTP 503
+    max_batch_size: int = 8  # @serve.batch; 1 = batching off
+    batch_wait_timeout_s: float = 0.01
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (auto: cuda when gpus_per_replica > 0 and one is visible)
+    cpus_per_replica: float = 1.0
+    gpus_per_replica: float = 0.0
+    max_body_bytes: int = 16 * 1024 * 1024  # larger uploads get HTTP 413
+    max_pixels: int = 4096 * 4096  # width x height read from the header, before decoding; larger get 413
+    token: Optional[str] = None  # bearer token for /translate and /info; else env CROSSNET_SERVE_TOKEN; unset = open
+    storage: StorageConfig = field(default_factory=StorageConfig)  # for s3:// checkpoints
+
+
+@dataclass
 class Config:
     method: str = "crossnet"
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -112,24 +161,29 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    dist: DistributedConfig = field(default_factory=DistributedConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> DictConfig:
     """Defaults <- YAML file <- dotted overrides, then `validate`."""
     cfg = OmegaConf.structured(Config)
-    try:
-        if path is not None:
-            path = Path(path)
-            if not path.is_file():
-                raise ConfigError(f"config file not found: {path}")
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
             cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
-        for item in overrides:
-            if "=" not in item:
-                raise ConfigError(f"override {item!r} is not of the form key=value")
-        if overrides:
+        except OmegaConfBaseException as err:
+            raise ConfigError(_describe(err, f" in {path}")) from None
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+    if overrides:
+        try:
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
-    except OmegaConfBaseException as err:
-        raise ConfigError(_describe(err, path)) from None
+        except OmegaConfBaseException as err:
+            raise ConfigError(_describe(err, " (command-line override)")) from None
     validate(cfg)
     return cfg
 
@@ -139,7 +193,7 @@ def config_from_container(container: dict[str, Any]) -> DictConfig:
     try:
         cfg = OmegaConf.merge(OmegaConf.structured(Config), container)
     except OmegaConfBaseException as err:
-        raise ConfigError(_describe(err, None)) from None
+        raise ConfigError(_describe(err, " (stored config)")) from None
     validate(cfg)
     return cfg
 
@@ -148,9 +202,8 @@ def to_container(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 
 
-def _describe(err: OmegaConfBaseException, path: Path | None) -> str:
+def _describe(err: OmegaConfBaseException, where: str) -> str:
     key = getattr(err, "full_key", None)
-    where = f" in {path}" if path else ""
     msg = str(err).splitlines()[0]
     if key:
         return f"config key '{key}'{where}: {msg}"
@@ -168,13 +221,13 @@ def validate(cfg: DictConfig) -> None:
 
     positive = [
         "model.image_size", "model.in_channels", "model.gen_channels", "model.disc_channels",
-        "data.load_size", "data.batch_size", "optim.lr", "train.log_every",
+        "data.load_size", "data.batch_size", "data.read_ahead", "optim.lr", "train.log_every",
         "train.sample_every", "train.checkpoint_every",
     ]
     non_negative = [
         "model.n_downsampling", "model.n_encoder_blocks", "model.n_translator_blocks",
         "model.disc_layers", "optim.n_epochs", "optim.n_epochs_decay", "optim.pool_size",
-        "data.num_workers", "data.max_images", "data.storage.retries",
+        "data.num_workers", "data.max_images", "data.storage.retries", "data.storage.retry_backoff_s",
         "train.max_steps", "train.keep_checkpoints",
     ]
     for key in positive:
@@ -192,6 +245,8 @@ def validate(cfg: DictConfig) -> None:
             fail(key, "must be in [0, 1)")
     if cfg.optim.n_epochs + cfg.optim.n_epochs_decay == 0:
         fail("optim.n_epochs", "optim.n_epochs + optim.n_epochs_decay must be > 0")
+    _validate_dist(cfg, fail)
+    _validate_serve(cfg, fail)
     if cfg.data.load_size < cfg.model.image_size:
         fail("data.load_size", f"must be >= model.image_size ({cfg.model.image_size})")
 
@@ -201,3 +256,68 @@ def validate(cfg: DictConfig) -> None:
         check_image_size(cfg.model.image_size, cfg.model.image_size, cfg.model)
     except ImageSizeError as err:
         fail("model.image_size", str(err))
+
+
+_PLACEMENT = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
+
+
+def _validate_dist(cfg: DictConfig, fail) -> None:
+    d = cfg.dist
+    if d.num_workers < 1:
+        fail("dist.num_workers", "must be >= 1")
+    if d.cpus_per_worker < 0:
+        fail("dist.cpus_per_worker", "must be >= 0")
+    if d.zero_stage not in (0, 1, 2, 3):
+        fail("dist.zero_stage", "must be one of 0, 1, 2, 3")
+    if d.placement_strategy not in _PLACEMENT:
+        fail("dist.placement_strategy", f"must be one of {', '.join(_PLACEMENT)}")
+    for key in ("zero3_persistence_threshold", "grad_clip", "checkpoint_every", "keep_checkpoints", "fail_at_step"):
+        if d[key] < 0:
+            fail(f"dist.{key}", "must be >= 0")
+    if d.grad_accumulation < 1:
+        fail("dist.grad_accumulation", "must be >= 1")
+    if d.checkpoint_every == 0:
+        fail("dist.checkpoint_every", "must be > 0")
+    if d.max_failures < -1:
+        fail("dist.max_failures", "must be >= -1 (-1 = retry forever)")
+    if not d.storage_path:
+        fail("dist.storage_path", "must be a local path or s3://bucket/prefix")
+    if "/" in d.run_name or d.run_name in (".", ".."):
+        fail("dist.run_name", "must be a plain folder name")
+    if ":" not in d.loader:
+        fail("dist.loader", "must be 'module:function'")
+    if d.fail_at_step and not 0 <= d.fail_rank < d.num_workers:
+        fail("dist.fail_rank", f"must be a worker rank in [0, {d.num_workers})")
+
+
+_SERVE_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def _validate_serve(cfg: DictConfig, fail) -> None:
+    s = cfg.serve
+    if not s.host:
+        fail("serve.host", "must be an address, e.g. 127.0.0.1")
+    if not 0 <= s.port <= 65535:
+        fail("serve.port", "must be in [0, 65535]")
+    for key in ("replicas", "max_replicas", "max_ongoing_requests", "max_batch_size", "max_body_bytes", "max_pixels"):
+        if s[key] < 1:
+            fail(f"serve.{key}", "must be >= 1")
+    if s.min_replicas < 0:
+        fail("serve.min_replicas", "must be >= 0")
+    if s.min_replicas > s.max_replicas:
+        fail("serve.min_replicas", f"must be <= serve.max_replicas ({s.max_replicas})")
+    if not s.target_ongoing_requests > 0:
+        fail("serve.target_ongoing_requests", "must be > 0")
+    if s.max_queued_requests < -1 or s.max_queued_requests == 0:
+        fail("serve.max_queued_requests", "must be >= 1, or -1 for no limit")
+    if s.max_ongoing_requests < s.max_batch_size:
+        fail("serve.max_ongoing_requests", f"must be >= serve.max_batch_size ({s.max_batch_size}) or batches never fill")
+    if s.batch_wait_timeout_s < 0:
+        fail("serve.batch_wait_timeout_s", "must be >= 0")
+    if not _SERVE_DEVICE.match(s.device):
+        fail("serve.device", "must be auto, cpu, cuda or cuda:N")
+    for key in ("cpus_per_replica", "gpus_per_replica"):
+        if s[key] < 0:
+            fail(f"serve.{key}", "must be >= 0")
+    if s.token is not None and not s.token.strip():
+        fail("serve.token", "must be a non-empty string or unset")

@@ -1,0 +1,185 @@
+"""Transient storage errors are retried (and counted) without losing samples; permanent ones are not.
+
+Faults come from a small HTTP proxy on 127.0.0.1 in front of the real SeaweedFS server: it
+answers chosen object GETs with 503 SlowDown or drops the connection, and forwards the rest."""
+
+from __future__ import annotations
+
+import http.client
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
+
+from crossnet_dist.data import build_train_loader
+from crossnet_dist.storage import RetryPolicy, StorageUnavailableError, call_with_retries, is_transient
+from tests.test_data_stream import SIZE, data_cfg, epoch_pairs, write_layout
+
+pytestmark = pytest.mark.timeout(60)
+
+SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+             b"<Message>Please reduce your request rate.</Message></Error>")
+
+
+class FaultProxy:
+    """Forwards S3 requests to `upstream`; the first `faults` object GETs fail as listed in `modes`
+    ("503" or "drop", cycled), or every object GET fails if `faults` is None."""
+
+    def __init__(self, upstream: str, faults: int | None, modes=("503", "drop")):
+        self.upstream = urlsplit(upstream)
+        self.faults, self.modes = faults, modes
+        self.injected = 0
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_GET(self):
+                fault = proxy.next_fault(self.command, self.path)
+                if fault == "drop":
+                    self.close_connection = True
+                    return
+                if fault == "503":
+                    self.send_response(503)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(SLOW_DOWN)))
+                    self.end_headers()
+                    self.wfile.write(SLOW_DOWN)
+                    return
+                self.forward()
+
+            do_PUT = do_POST = do_HEAD = do_DELETE = do_GET
+
+            def forward(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                upstream = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=10)
+                upstream.request(self.command, self.path, body=body, headers=dict(self.headers))
+                response = upstream.getresponse()
+                data = response.read()
+                self.send_response(response.status)
+                for name, value in response.getheaders():
+                    if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                upstream.close()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.endpoint_url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def next_fault(self, method: str, path: str) -> str | None:
+        parts = urlsplit(path)
+        is_object_get = method == "GET" and parts.path.strip("/").count("/") >= 1 and "list-type" not in parts.query
+        if not is_object_get:
+            return None
+        with self.lock:
+            if self.faults is not None and self.injected >= self.faults:
+                return None
+            mode = self.modes[self.injected % len(self.modes)]
+            self.injected += 1
+            return mode
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def retry_set(s3_server):
+    url = "s3://crossnet-test/retry-set"
+    write_layout(url, s3_server.storage_options(), {"trainA": 10, "trainB": 10})
+    return url
+
+
+@pytest.mark.parametrize("mode", ["503", "drop"])
+def test_transient_errors_are_retried_without_losing_samples(retry_set, s3_server, s3_storage, mode):
+    reference = epoch_pairs(build_train_loader(data_cfg(retry_set, s3_storage, batch_size=4), image_size=SIZE, seed=2), 0)
+    with FaultProxy(s3_server.endpoint_url, faults=6, modes=(mode,)) as proxy:
+        storage = {**s3_storage, "endpoint_url": proxy.endpoint_url, "retries": 4}
+        workers = 2 if mode == "503" else 0  # retries are counted in the worker processes too
+        loader = build_train_loader(data_cfg(retry_set, storage, batch_size=4, num_workers=workers), image_size=SIZE, seed=2)
+        pairs = epoch_pairs(loader, 0)
+    assert proxy.injected == 6
+    assert pairs == reference  # same samples, same order: nothing lost to the faults
+    assert loader.stats.images_skipped == 0
+    if mode == "503":
+        assert loader.stats.retries == 6
+    else:  # aiohttp itself re-sends a request whose kept-alive connection was dropped
+        assert loader.stats.retries <= 6
+
+
+def test_a_storage_outage_outlasting_the_retries_fails_naming_the_url(retry_set, s3_server, s3_storage):
+    with FaultProxy(s3_server.endpoint_url, faults=None, modes=("503",)) as proxy:
+        storage = {**s3_storage, "endpoint_url": proxy.endpoint_url, "retries": 2}
+        loader = build_train_loader(data_cfg(retry_set, storage, batch_size=2, read_ahead=4), image_size=SIZE, seed=0)
+        with pytest.raises(StorageUnavailableError, match=f"{retry_set}/train[AB]/.*still failing after 2 retries"):
+            next(iter(loader))
+    assert proxy.injected == 3 * 4  # first try + 2 retries, for each of the batch's 4 objects
+
+
+def test_classification_of_storage_errors():
+    def client_error(status: int, code: str) -> ClientError:
+        return ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "GetObject")
+
+    for transient in (client_error(503, "SlowDown"), client_error(500, "InternalError"), ConnectionResetError(),
+                      TimeoutError(), EndpointConnectionError(endpoint_url="http://127.0.0.1:1")):
+        assert is_transient(transient), transient
+    for permanent in (client_error(404, "NoSuchKey"), client_error(403, "AccessDenied"), FileNotFoundError("k"),
+                      PermissionError("k"), ValueError("bad")):
+        assert not is_transient(permanent), permanent
+    translated = FileNotFoundError("s3://b/k")
+    translated.__cause__ = client_error(404, "NoSuchKey")
+    assert not is_transient(translated)
+
+
+def test_permanent_errors_are_raised_at_once_and_transient_ones_retried():
+    calls = []
+
+    def missing():
+        calls.append(1)
+        raise FileNotFoundError("s3://bucket/key.png")
+
+    with pytest.raises(FileNotFoundError):
+        call_with_retries(missing, RetryPolicy(retries=5, backoff_s=0.0), "s3://bucket/key.png")
+    assert len(calls) == 1
+
+    attempts, retried = [], []
+
+    def flaky():
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise ConnectionResetError("reset by peer")
+        return "ok"
+
+    assert call_with_retries(flaky, RetryPolicy(retries=5, backoff_s=0.0), "s3://b/k", on_retry=retried.append) == "ok"
+    assert len(attempts) == 3 and len(retried) == 2
+    assert list(RetryPolicy(retries=4, backoff_s=0.5, max_backoff_s=3).delays()) == [0.5, 1.0, 2.0, 3.0]
+
+
+def test_missing_object_is_skipped_not_retried(s3_prefix, s3_storage):
+    from crossnet_dist.data.reader import ImageReader
+    from crossnet_dist.data.stats import DataStats
+
+    write_layout(s3_prefix, s3_storage, {"trainA": 1})
+    reader = ImageReader(s3_prefix, s3_storage, RetryPolicy(retries=3, backoff_s=0.0))
+    stats = DataStats()
+    bucket_path = s3_prefix.removeprefix("s3://")
+    images = reader.read([f"{bucket_path}/trainA/000.png", f"{bucket_path}/trainA/gone.png"], stats)
+    assert list(images) == [f"{bucket_path}/trainA/000.png"]
+    assert stats.retries == 0 and stats.images_skipped == 1 and stats.images_read == 1
+    assert stats.skipped[0].startswith(f"{s3_prefix}/trainA/gone.png: unreadable (FileNotFoundError")
