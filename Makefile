@@ -13,9 +13,21 @@ export DS_ACCELERATOR ?= cpu
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER ?= 0
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: setup test demo bench clean
+.PHONY: setup system-packages test demo bench bench-train bench-serve clean
 
-setup: $(STAMP) $(EMOJI_TARBALLS)
+setup: $(STAMP) $(EMOJI_TARBALLS) system-packages
+
+# Debian packages the serving tests use: headless Chromium + chromedriver (driven by selenium from PyPI;
+# never `npx playwright install`, which downloads browsers) and promtool (package prometheus).
+# Skipped when already installed. The prometheus daemon the package may enable is stopped: only promtool is used.
+SYSTEM_PACKAGES := chromium chromium-driver prometheus
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system-packages:
+	@dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1 || { \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $(SYSTEM_PACKAGES) && \
+		{ ! command -v systemctl >/dev/null || $(SUDO) systemctl disable --now prometheus >/dev/null 2>&1 || true; }; }
+	@command -v promtool >/dev/null && command -v chromium >/dev/null && command -v chromedriver >/dev/null
 
 $(STAMP): requirements.txt requirements-test.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +45,14 @@ test: setup
 
 demo: setup
 	$(BIN)/python -m crossnet_dist.demo
+
+# Serving: p50/p99 and throughput at 1/4/16 clients, batching on/off, vs the bare model (127.0.0.1 only).
+bench-serve: setup
+	$(BIN)/python bench/serve.py
+
+# Distributed training: 1 vs 2 workers step time, ZeRO 0/2/3 per-rank memory (ratios vs baselines).
+bench-train: setup
+	$(BIN)/python bench/train_scaling.py
 
 clean:
 	rm -rf runs .pytest_cache

@@ -1,4 +1,4 @@
-"""`crossnet` command line: train, translate, data, storage."""
+"""`crossnet` command line: train, translate, data, storage, eval, serve."""
 
 from __future__ import annotations
 
@@ -49,6 +49,10 @@ def _train_distributed(cfg, args: argparse.Namespace) -> int:
 
 
 def _translate(args: argparse.Namespace) -> int:
+    if args.endpoint:
+        from crossnet_dist.serving.cli import run_translate_remote
+
+        return run_translate_remote(args)
     from crossnet_dist.translate import translate_files
 
     report = translate_files(args.checkpoint, args.direction, args.inputs, args.out, device=args.device)
@@ -93,13 +97,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     translate = sub.add_parser(
         "translate",
-        help="translate image files with a trained checkpoint",
+        help="translate image files with a trained checkpoint or a running endpoint",
         description="Translate PNG/JPEG files (or every image in the given folders) with a serving or "
-        "training checkpoint. Inputs are resized to the model size and outputs resized back to the input size; "
+        "training checkpoint, or through a running `crossnet serve` endpoint (--endpoint URL). Inputs are resized to the model size and outputs resized back to the input size; "
         "outputs are written as OUT/<name>_<direction>.png.",
     )
     translate.add_argument("inputs", nargs="+", help="image files or folders")
-    translate.add_argument("--checkpoint", required=True, help="generator.pt or a training checkpoint")
+    source = translate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="generator.pt or a training checkpoint (translate in this process)")
+    source.add_argument(
+        "--endpoint", metavar="URL",
+        help="a running `crossnet serve` endpoint, e.g. http://127.0.0.1:8000 (translate remotely)",
+    )
+    translate.add_argument("--token", default=None, help="bearer token for --endpoint (default: env CROSSNET_SERVE_TOKEN)")
     translate.add_argument("--direction", required=True, choices=["a2b", "b2a"])
     translate.add_argument("--out", required=True, help="output folder")
     translate.add_argument("--device", default="cpu")
@@ -111,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_parser(sub)
     add_storage_parser(sub)
     add_eval_parser(sub)
+    from crossnet_dist.serving.cli import add_serve_parser
+
+    add_serve_parser(sub)
     return parser
 
 

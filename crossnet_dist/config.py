@@ -22,6 +22,41 @@ class ConfigError(ValueError):
 
 
 @dataclass
+class UNITOptions:
+    """UNIT (papers/unit.txt): encoders are 3 convs (the 7x7 one + model.n_downsampling stride-2 ones)
+    + model.n_encoder_blocks residual blocks; generators mirror them."""
+
+    shared_layers: int = 1  # residual blocks tied between E_a/E_b (their last) and G_a/G_b (their first)
+
+
+@dataclass
+class XGANOptions:
+    """XGAN (papers/xgan.txt, Table 1, 64x64): conv blocks down to 4x4, FC embedding, mirrored decoder."""
+
+    enc_channels: int = 32  # conv1 width, doubled per block (32, 64, 128, 256 at 64x64)
+    embedding_dim: int = 1024  # FC1/FC2 width; 1280 when the EfficientNet-Lite0 teacher is used
+    disc_channels: int = 16  # discriminator conv1 width (16, 32, 32, 32)
+    dann_hidden: int = 256  # hidden units of the domain classifier c_dann (not given in the paper)
+    gan_b2a: bool = False  # the paper trains only D_1->2 (a2b); true adds the symmetric discriminator
+    teacher_weights: str = ""  # EfficientNet-Lite0 state dict for L_teach; "" = the packaged file
+
+
+@dataclass
+class CascadedOptions:
+    """Cascaded deep translation (papers/cascaded-deep-translation.txt): one level per run."""
+
+    vgg_weights: str = ""  # torchvision vgg19 state-dict file (e.g. vgg19-dcbb9e9d.pth)
+    random_vgg: bool = False  # TESTS ONLY: a randomly initialised VGG-19 of the same shape
+    init_from: str = ""  # checkpoint (train or serving) of the previous stage: all generator-side weights
+    train_level: int = 5  # 5..1: the translator pair of conv<level>_1 being trained; 0: the inversion nets
+    finest_level: int = 3  # the cascade stops here and inverts (the paper trains 5, 4, 3)
+    max_channels: int = 512  # caps translator/critic/inversion widths (512 = the paper, no cap)
+    adain_hidden: int = 1000  # hidden units of the AdaIN parameter MLP (Table 4)
+    critic_steps: int = 4  # WGAN-GP critic updates per translator update
+    stats_batches: int = 50  # batches whose features estimate the per-domain channel mean/std
+
+
+@dataclass
 class ModelConfig:
     image_size: int = 256  # side of the square training crop, and of serving inputs
     in_channels: int = 3
@@ -31,6 +66,9 @@ class ModelConfig:
     n_translator_blocks: int = 9  # residual blocks of each latent cross-translator
     disc_channels: int = 64  # ndf
     disc_layers: int = 3  # 3 -> the 70x70 PatchGAN
+    unit: UNITOptions = field(default_factory=UNITOptions)  # method-specific options
+    xgan: XGANOptions = field(default_factory=XGANOptions)
+    cascaded: CascadedOptions = field(default_factory=CascadedOptions)
 
 
 @dataclass
@@ -54,9 +92,46 @@ class CycleGANLossWeights:
 
 
 @dataclass
+class UNITLossWeights:
+    """UNIT eqs. 2-8 with the paper's defaults (sec. 4)."""
+
+    gan: float = 10.0  # lambda_0, eqs. 5-6
+    kl: float = 0.1  # lambda_1, eqs. 3-4
+    recon: float = 100.0  # lambda_2, eqs. 3-4
+    cycle_kl: float = 0.1  # lambda_3, eqs. 7-8
+    cycle_recon: float = 100.0  # lambda_4, eqs. 7-8
+
+
+@dataclass
+class XGANLossWeights:
+    """XGAN eq. 1; the paper gives no omega values, so every term defaults to 1 and the teacher is off."""
+
+    rec: float = 1.0  # L_rec, eq. 2
+    dann: float = 1.0  # omega_dann, eq. 3
+    sem: float = 1.0  # omega_sem, eq. 4
+    gan: float = 1.0  # omega_gan, eq. 6
+    teach: float = 0.0  # omega_teach (optional teacher loss)
+
+
+@dataclass
+class CascadedLossWeights:
+    """Cascaded eqs. 1-4 (lambda_gp = 10, lambda_cyc = lambda_idty = 100) and the inversion nets."""
+
+    adv: float = 1.0  # L_adv, eq. 1 (translator side)
+    gp: float = 10.0  # lambda_gp, eq. 1
+    cycle: float = 100.0  # lambda_cyc, eq. 2
+    identity: float = 100.0  # lambda_idty, eq. 3
+    inv_pixel: float = 1.0  # inversion nets: image loss (not weighted in the paper)
+    inv_gan: float = 0.01  # inversion nets: LSGAN term (not weighted in the paper)
+
+
+@dataclass
 class LossConfig:
     crossnet: CrossNetLossWeights = field(default_factory=CrossNetLossWeights)
     cyclegan: CycleGANLossWeights = field(default_factory=CycleGANLossWeights)
+    unit: UNITLossWeights = field(default_factory=UNITLossWeights)
+    xgan: XGANLossWeights = field(default_factory=XGANLossWeights)
+    cascaded: CascadedLossWeights = field(default_factory=CascadedLossWeights)
 
 
 @dataclass
@@ -245,6 +320,7 @@ def validate(cfg: DictConfig) -> None:
             fail(key, "must be in [0, 1)")
     if cfg.optim.n_epochs + cfg.optim.n_epochs_decay == 0:
         fail("optim.n_epochs", "optim.n_epochs + optim.n_epochs_decay must be > 0")
+    _validate_methods(cfg, fail)
     _validate_dist(cfg, fail)
     _validate_serve(cfg, fail)
     if cfg.data.load_size < cfg.model.image_size:
@@ -256,6 +332,34 @@ def validate(cfg: DictConfig) -> None:
         check_image_size(cfg.model.image_size, cfg.model.image_size, cfg.model)
     except ImageSizeError as err:
         fail("model.image_size", str(err))
+
+
+def _validate_methods(cfg: DictConfig, fail) -> None:
+    """Options of the unit / xgan / cascaded methods (checked whatever the method, as they are typed)."""
+    m = cfg.model
+    if not 0 <= m.unit.shared_layers <= m.n_encoder_blocks:
+        fail("model.unit.shared_layers", f"must be in [0, model.n_encoder_blocks={m.n_encoder_blocks}]")
+    for key in ("enc_channels", "embedding_dim", "disc_channels", "dann_hidden"):
+        if m.xgan[key] < 1:
+            fail(f"model.xgan.{key}", "must be >= 1")
+    c = m.cascaded
+    if c.train_level not in (0, 1, 2, 3, 4, 5):
+        fail("model.cascaded.train_level", "must be 5..1 (a translator level) or 0 (the inversion networks)")
+    if c.finest_level not in (1, 2, 3, 4, 5):
+        fail("model.cascaded.finest_level", "must be in 1..5")
+    if c.train_level and c.train_level < c.finest_level:
+        fail("model.cascaded.train_level", f"must be >= model.cascaded.finest_level ({c.finest_level}) or 0")
+    for key in ("max_channels", "adain_hidden", "critic_steps", "stats_batches"):
+        if c[key] < 1:
+            fail(f"model.cascaded.{key}", "must be >= 1")
+    if cfg.method == "xgan":
+        size = m.image_size
+        if size < 32 or size & (size - 1):
+            fail("model.image_size", "xgan needs a power of two >= 32 (conv blocks halve it down to 4x4)")
+        if cfg.loss.xgan.teach > 0 and m.xgan.embedding_dim != 1280:
+            fail("model.xgan.embedding_dim", "must be 1280 (the EfficientNet-Lite0 teacher's width) when loss.xgan.teach > 0")
+    if cfg.method == "cascaded" and (m.image_size % 16 or m.image_size < 32):
+        fail("model.image_size", "cascaded needs a multiple of 16 >= 32 (conv5_1 is 1/16 of the image)")
 
 
 _PLACEMENT = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")

@@ -1,0 +1,117 @@
+"""`ray job submit` path: a head node started with `ray start --head` on 127.0.0.1, a job submitted
+with the Ray Job SDK (JobSubmissionClient) running jobs/train.py with jobs/configs/tiny_dist.yaml
+(2 workers, ZeRO-2), images streamed from the local S3 server (SeaweedFS on 127.0.0.1, the session
+fixture of conftest.py) and checkpoints + serving export written back to it; then the job's logs.
+
+The cluster's processes are found by its own temp dir and stopped by PID (`ray stop` would also
+stop other Ray instances on this machine)."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.dist_fixtures import LOCAL_ENV, off_loopback_sockets
+from tests.helpers import REPO, write_tiny_dataset
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def processes_under(marker: str) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if marker in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                    pids.append(int(proc.name))
+            except OSError:
+                pass
+    return pids
+
+
+@pytest.fixture(scope="module")
+def head_node():
+    temp_dir = tempfile.mkdtemp(prefix="rayjob", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    ports = {name: free_port() for name in ("port", "dashboard", "agent", "agent_grpc", "metrics", "client")}
+    env = {**os.environ, **LOCAL_ENV, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    subprocess.run([
+        str(Path(sys.executable).parent / "ray"), "start", "--head", "--node-ip-address=127.0.0.1",
+        f"--port={ports['port']}", "--num-cpus=2", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={ports['dashboard']}", f"--dashboard-agent-listen-port={ports['agent']}",
+        f"--dashboard-agent-grpc-port={ports['agent_grpc']}", f"--metrics-export-port={ports['metrics']}",
+        f"--ray-client-server-port={ports['client']}", f"--temp-dir={temp_dir}", "--disable-usage-stats",
+    ], env=env, check=True, capture_output=True, timeout=120)
+    try:
+        yield f"http://127.0.0.1:{ports['dashboard']}"
+    finally:
+        pids = processes_under(temp_dir)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in pids:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.time() + 10
+            while time.time() < deadline and processes_under(temp_dir):
+                time.sleep(0.5)
+            pids = processes_under(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        assert not pids, f"Ray processes left: {pids}"
+
+
+@pytest.mark.timeout(300)
+def test_a_job_submitted_with_the_job_sdk_trains_2_workers_zero2_from_s3_and_logs_its_steps(
+        head_node, s3_server, s3_prefix, tmp_path):
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    local = write_tiny_dataset(tmp_path / "data", n_train=8, n_test=1, size=36)
+    fs = s3_server.filesystem()
+    bucket_prefix = s3_prefix[len("s3://"):]
+    fs.put(str(local), f"{bucket_prefix}/data", recursive=True)
+    client = JobSubmissionClient(head_node)
+    entrypoint = " ".join([
+        sys.executable, "jobs/train.py", "jobs/configs/tiny_dist.yaml", f"data.root={s3_prefix}/data",
+        "data.batch_size=2", f"dist.storage_path={s3_prefix}/runs", "dist.run_name=job", "train.max_steps=4",
+        "train.log_every=1", "dist.checkpoint_every=2",
+    ])
+    job_id = client.submit_job(
+        entrypoint=entrypoint,
+        runtime_env={"working_dir": str(REPO), "excludes": [".venv/", "runs/", ".git/", "*.pt"],
+                     "env_vars": {"DS_ACCELERATOR": "cpu", **s3_server.env()}},
+    )
+    deadline = time.time() + 240
+    status = client.get_job_status(job_id)
+    while status not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED} and time.time() < deadline:
+        if status == JobStatus.RUNNING:
+            assert not off_loopback_sockets(), off_loopback_sockets()
+        time.sleep(2)
+        status = client.get_job_status(job_id)
+    logs = client.get_job_logs(job_id)
+    assert status == JobStatus.SUCCEEDED, logs[-5000:]
+    for step in range(1, 5):
+        assert f"[crossnet] step {step}/4" in logs, logs[-5000:]
+    assert "done: run job, 4 steps on 2 workers (ZeRO-2)" in logs
+    assert f"serving checkpoint: {s3_prefix}/runs/job/generator.pt" in logs
+    assert "data/images_read = 32.0000" in logs  # 4 steps x 2 workers x (2 A + 2 B), counted by the loader
+    fs.invalidate_cache()
+    run = f"{bucket_prefix}/runs/job"
+    assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls(run) if "/step_" in p) == ["step_00000002", "step_00000004"]
+    assert fs.ls(f"{run}/tb"), "TensorBoard events not copied to storage"
+    fs.get(f"{run}/generator.pt", str(tmp_path / "generator.pt"))
+    from crossnet_dist.training.checkpoint import load_translator
+
+    method, cfg = load_translator(tmp_path / "generator.pt")
+    assert cfg.dist.zero_stage == 2 and cfg.model.image_size == 32
