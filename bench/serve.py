@@ -1,0 +1,181 @@
+"""Endpoint latency and throughput vs the bare model, in one run, on 127.0.0.1 only.
+
+    python bench/serve.py                        # tiny CrossNet trained for 2 steps (32x32 model)
+    python bench/serve.py --checkpoint runs/x/generator.pt --requests 200
+
+Two Serve applications on one local Ray: "batched" (@serve.batch, serve.max_batch_size, 5 ms wait)
+and "unbatched" (max_batch_size=1), one model replica each. For 1, 4 and 16 concurrent clients it
+sends a bounded number of POST /translate requests (and stops a level after --level-timeout seconds),
+then prints p50/p99 latency and throughput, and ratios against the bare model measured in this
+process: the same image through `translate_images` (decode + resize + forward + resize + PNG
+encode) without HTTP or Ray, sequentially.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # before ray is imported
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local benchmark only
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+CONCURRENCY = (1, 4, 16)
+
+
+def tiny_checkpoint(folder: Path) -> Path:
+    sys.path.insert(0, str(REPO / "tests"))
+    from helpers import tiny_batches, tiny_config  # noqa: E402  (tests/helpers.py: real photo crops)
+
+    from crossnet_dist.training.loop import Trainer
+
+    Trainer(tiny_config(folder, "train.max_steps=2")).fit(tiny_batches(2))
+    return folder / "run" / "generator.pt"
+
+
+def input_png(size: int) -> bytes:
+    from PIL import Image
+
+    from crossnet_dist.images import encode_png
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from helpers import sample_photo  # noqa: E402
+
+    return encode_png(sample_photo("flower.jpg").resize((size, size), Image.Resampling.BICUBIC))
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def bare_model(checkpoint: Path, data: bytes, repeats: int) -> dict[str, float]:
+    """Sequential in-process translation of the same request: decode, translate_images, encode."""
+    import torch
+
+    from crossnet_dist.images import decode_image, encode_png
+    from crossnet_dist.training.checkpoint import load_translator
+    from crossnet_dist.translate import translate_images
+
+    torch.set_num_threads(1)  # as one serve replica with cpus_per_replica=1
+    method, cfg = load_translator(checkpoint, "cpu")
+    times = []
+    for i in range(repeats + 5):
+        start = time.perf_counter()
+        image = decode_image(data)
+        encode_png(translate_images(method, [image], "a2b", cfg.model.image_size)[0])
+        if i >= 5:  # warm-up
+            times.append(time.perf_counter() - start)
+    return {"p50": statistics.median(times), "p99": percentile(times, 0.99), "rps": len(times) / sum(times)}
+
+
+def load(url: str, data: bytes, clients: int, requests: int, timeout_s: float) -> dict[str, float]:
+    deadline = time.monotonic() + timeout_s
+    latencies: list[float] = []
+    failures = 0
+
+    def one(i: int):
+        if time.monotonic() > deadline:
+            return None
+        direction = "a2b" if i % 2 == 0 else "b2a"
+        request = urllib.request.Request(f"{url}/translate?direction={direction}", data=data,
+                                         headers={"Content-Type": "image/png"}, method="POST")
+        start = time.perf_counter()
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                response.read()
+        except OSError:
+            return False
+        return time.perf_counter() - start
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        for result in pool.map(one, range(requests)):
+            if result is False:
+                failures += 1
+            elif result is not None:
+                latencies.append(result)
+    elapsed = time.perf_counter() - start
+    if not latencies:
+        raise RuntimeError(f"{url}: no request succeeded ({failures} failed)")
+    return {"p50": statistics.median(latencies), "p99": percentile(latencies, 0.99),
+            "rps": len(latencies) / elapsed, "n": len(latencies), "failed": failures}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", default=None, help="generator.pt (default: train a tiny CrossNet for 2 steps)")
+    parser.add_argument("--requests", type=int, default=160, help="requests per concurrency level (bounded)")
+    parser.add_argument("--level-timeout", type=float, default=30.0, help="seconds at most per level")
+    parser.add_argument("--input-size", type=int, default=64, help="side of the square PNG sent")
+    parser.add_argument("--max-batch-size", type=int, default=16)
+    args = parser.parse_args()
+
+    import ray
+    from ray import serve
+    from ray.serve import RunTarget
+
+    from crossnet_dist.config import load_config
+    from crossnet_dist.serving.app import build_application
+    from crossnet_dist.serving.server import connect_ray, wait_ready
+    from crossnet_dist.storage.ports import free_port
+
+    workdir = Path(tempfile.mkdtemp(prefix="crossnet-bench-serve-"))
+    checkpoint = Path(args.checkpoint) if args.checkpoint else tiny_checkpoint(workdir)
+    data = input_png(args.input_size)
+    print(f"model: {checkpoint}{' (tiny CrossNet, 32x32, 2 training steps)' if not args.checkpoint else ''}; "
+          f"input {args.input_size}x{args.input_size} PNG; {os.cpu_count()} CPUs")
+
+    bare = bare_model(checkpoint, data, repeats=100)
+    port = free_port()
+    settings = ["serve.cpus_per_replica=1", f"serve.max_ongoing_requests={max(32, args.max_batch_size)}", "serve.max_queued_requests=-1"]
+    batched = load_config(None, [*settings, f"serve.max_batch_size={args.max_batch_size}", "serve.batch_wait_timeout_s=0.005"]).serve
+    unbatched = load_config(None, [*settings, "serve.max_batch_size=1"]).serve
+    connect_ray(num_cpus=4)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run_many([RunTarget(build_application(str(checkpoint), batched), name="batched", route_prefix="/batched"),
+                        RunTarget(build_application(str(checkpoint), unbatched), name="unbatched", route_prefix="/unbatched")])
+        base = f"http://127.0.0.1:{port}"
+        rows = []
+        for name in ("unbatched", "batched"):
+            url = f"{base}/{name}"
+            wait_ready(url, None, 120)
+            load(url, data, 4, 20, 10)  # warm-up
+            for clients in CONCURRENCY:
+                rows.append((name, clients, load(url, data, clients, args.requests, args.level_timeout)))
+        batch_line = [line for line in urllib.request.urlopen(f"{base}/batched/metrics").read().decode().splitlines()
+                      if line.startswith(("crossnet_serve_batch_size_sum", "crossnet_serve_batch_size_count"))]
+    finally:
+        ray.shutdown()
+
+    print(f"\nbare model (in process, sequential): p50 {bare['p50'] * 1e3:.1f} ms  p99 {bare['p99'] * 1e3:.1f} ms  "
+          f"{bare['rps']:.0f} img/s")
+    print(f"\n{'mode':<10} {'clients':>7} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>7} "
+          f"{'p50/bare':>9} {'req/s / bare':>13} {'batched/unbatched req/s':>24}")
+    throughput = {(name, clients): result["rps"] for name, clients, result in rows}
+    for name, clients, result in rows:
+        versus = f"{throughput[('batched', clients)] / throughput[('unbatched', clients)]:.2f}" if name == "batched" else ""
+        print(f"{name:<10} {clients:>7} {result['n']:>5} {result['p50'] * 1e3:>8.1f} {result['p99'] * 1e3:>8.1f} "
+              f"{result['rps']:>7.1f} {result['p50'] / bare['p50']:>9.2f} {result['rps'] / bare['rps']:>13.2f} {versus:>24}")
+        if result["failed"]:
+            print(f"  ({result['failed']} requests failed)")
+    values = {line.split()[0]: float(line.split()[1]) for line in batch_line}
+    if values.get("crossnet_serve_batch_size_count"):
+        print(f"\nbatched app: mean batch size {values['crossnet_serve_batch_size_sum'] / values['crossnet_serve_batch_size_count']:.2f}"
+              f" over {values['crossnet_serve_batch_size_count']:.0f} batches")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

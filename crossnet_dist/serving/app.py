@@ -1,0 +1,250 @@
+"""The Ray Serve application: a FastAPI ingress in front of the model deployment.
+
+    GET  /                      web page: upload an image, see both translations
+    GET  /healthz               {"status": "ok"}; never needs the token
+    GET  /info                  method, checkpoint, image size, directions, limits (token if set)
+    GET  /metrics               Prometheus text format; never needs the token
+    POST /translate?direction=a2b|b2a
+                                body: PNG/JPEG bytes (Content-Type image/png or image/jpeg), or a
+                                multipart/form-data form with the image in field "image";
+                                answer: image/png at the input's width x height
+
+The input is resized to the model's training size, translated and resized back, so any size
+works (up to serve.max_pixels). Errors are JSON `{"error", "detail"}` with the statuses listed in
+crossnet_dist/serving/requests.py. With a token configured (serve.token or env
+CROSSNET_SERVE_TOKEN), /translate and /info need `Authorization: Bearer <token>` (else 401).
+
+The ingress runs as one replica and checks requests (type, size, header) without decoding;
+the model deployment (N replicas, or autoscaled) decodes, batches and translates. Backpressure:
+a model replica holds at most serve.max_ongoing_requests requests, and at most
+serve.max_queued_requests more wait at the ingress; beyond that the answer is 503.
+`build_app` is the import path a Serve config (RayService) names: crossnet_dist.serving.app:build_app.
+"""
+
+
+import hmac
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from ray import serve
+from ray.serve.exceptions import BackPressureError
+
+from crossnet_dist.serving.loopback import bind_replica_grpc_to_loopback
+from crossnet_dist.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from crossnet_dist.serving.metrics import ServeMetrics
+from crossnet_dist.serving.requests import (
+    FORM_FIELD,
+    MULTIPART_TYPE,
+    RequestRejected,
+    body_too_large,
+    check_declared_length,
+    check_direction,
+    check_part_content_type,
+    check_raw_content_type,
+    probe_image,
+)
+
+log = logging.getLogger(__name__)
+TOKEN_ENV = "CROSSNET_SERVE_TOKEN"
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+api = FastAPI(title="crossnet translation endpoint", docs_url=None, redoc_url=None, openapi_url=None)
+
+
+def _static(name: str) -> str:
+    return (STATIC_DIR / name).read_text(encoding="utf-8")
+
+
+def _error(err: RequestRejected) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
+    return JSONResponse(err.body(), status_code=err.status, headers=headers)
+
+
+@serve.ingress(api)
+class TranslationIngress:
+    def __init__(self, model, settings: dict[str, Any]):
+        bind_replica_grpc_to_loopback()
+        self.model = model
+        self.settings = settings
+        self.token = settings.get("token") or os.environ.get(TOKEN_ENV) or None
+        self.max_body_bytes = int(settings["max_body_bytes"])
+        self.max_pixels = int(settings["max_pixels"])
+        self.metrics = ServeMetrics()
+        self.page = _static("index.html")
+        self.script = _static("app.js")
+
+    # ---- open routes ----------------------------------------------------------------------
+    @api.get("/", response_class=HTMLResponse)
+    async def page(self) -> HTMLResponse:
+        return HTMLResponse(self.page)
+
+    @api.get("/app.js")
+    async def page_script(self) -> Response:
+        return Response(self.script, media_type="text/javascript")
+
+    @api.get("/healthz")
+    async def healthz(self) -> dict[str, str]:
+        return {"status": "ok"}
+
+    @api.get("/metrics")
+    async def metrics(self) -> Response:
+        return Response(self.metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
+
+    # ---- routes behind the token ------------------------------------------------------------
+    @api.get("/info")
+    async def info(self, request: Request) -> JSONResponse:
+        try:
+            self._check_token(request)
+        except RequestRejected as err:
+            return _error(err)
+        model = await self.model.info.remote()
+        self.metrics.observe_model(model)
+        limits = {k: self.settings[k] for k in (
+            "max_body_bytes", "max_pixels", "max_batch_size", "batch_wait_timeout_s", "max_ongoing_requests",
+            "max_queued_requests")}
+        return JSONResponse({
+            **{k: model[k] for k in ("method", "checkpoint", "image_size", "directions", "device", "best_pointer")},
+            "resize": "inputs are resized to image_size x image_size, translated, and resized back to their own size",
+            "formats": ["image/png", "image/jpeg", f"{MULTIPART_TYPE} (field '{FORM_FIELD}')"],
+            "auth": self.token is not None,
+            "limits": limits,
+        })
+
+    @api.post("/translate")
+    async def translate(self, request: Request, direction: Optional[str] = None) -> Response:
+        start = time.perf_counter()
+        self.metrics.in_flight.inc()
+        try:
+            response = await self._translate(request, direction)
+        except RequestRejected as err:
+            response = _error(err)
+        except BackPressureError:
+            response = _error(RequestRejected(503, "overloaded", "every model replica is busy and the queue is full; retry later"))
+        except Exception as err:  # noqa: BLE001 - answer JSON, log the cause
+            log.exception("translation failed")
+            response = JSONResponse({"error": "internal", "detail": f"{type(err).__name__}: {err}"}, status_code=500)
+        finally:
+            self.metrics.in_flight.dec()
+        self.metrics.observe("translate", response.status_code, time.perf_counter() - start)
+        return response
+
+    async def _translate(self, request: Request, direction: Optional[str]) -> Response:
+        self._check_token(request)
+        direction = check_direction(direction)
+        kind = check_raw_content_type(request.headers.get("content-type"))
+        check_declared_length(request.headers.get("content-length"), self.max_body_bytes)
+        body = await self._read_body(request)
+        data = await self._form_image(request, body) if kind == MULTIPART_TYPE else body
+        header = probe_image(data, self.max_pixels)
+        result = await self.model.translate.remote(data, direction)
+        self.metrics.observe_model(result)
+        if "png" not in result:
+            raise RequestRejected(result["status"], result["error"], result["detail"])
+        return Response(result["png"], media_type="image/png", headers={
+            "X-Input-Size": f"{header.width}x{header.height}", "X-Direction": direction,
+        })
+
+    def _check_token(self, request: Request) -> None:
+        if self.token is None:
+            return
+        given = request.headers.get("authorization", "")
+        scheme, _, value = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), self.token.encode()):
+            reason = "missing bearer token" if not given else "wrong bearer token"
+            raise RequestRejected(401, "unauthorized", f"{reason}: send 'Authorization: Bearer <token>'")
+
+    async def _read_body(self, request: Request) -> bytes:
+        chunks, total = [], 0
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > self.max_body_bytes:
+                raise body_too_large(self.max_body_bytes)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _form_image(self, request: Request, body: bytes) -> bytes:
+        from starlette.datastructures import UploadFile
+        from starlette.formparsers import MultiPartException, MultiPartParser
+
+        async def replay():
+            yield body
+
+        try:
+            form = await MultiPartParser(request.headers, replay(), max_files=4, max_fields=16).parse()
+        except (MultiPartException, ValueError, KeyError) as err:
+            raise RequestRejected(400, "bad_form", f"the multipart form could not be parsed ({err})") from None
+        part = form.get(FORM_FIELD)
+        if part is None:
+            part = next((v for v in form.values() if isinstance(v, UploadFile)), None)
+        if part is None:
+            raise RequestRejected(400, "empty_body", f"the form has no '{FORM_FIELD}' file field")
+        if isinstance(part, str):
+            raise RequestRejected(400, "not_an_image", f"form field '{FORM_FIELD}' is text, not an uploaded file")
+        check_part_content_type(part.content_type)
+        data = await part.read()
+        await part.close()
+        return data
+
+
+def serve_settings(serve_cfg: Any) -> dict[str, Any]:
+    """The `serve:` config section as a plain dict (what replicas receive)."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(serve_cfg, DictConfig):
+        return OmegaConf.to_container(serve_cfg, resolve=True)  # type: ignore[return-value]
+    return dict(serve_cfg)
+
+
+def build_application(checkpoint: str, serve_cfg: Any):
+    """The bound Serve application for `checkpoint` with the `serve:` config section."""
+    from crossnet_dist.serving.model import TranslatorModel  # torch: only the model replicas import it
+
+    settings = serve_settings(serve_cfg)
+    model_options: dict[str, Any] = {
+        "max_ongoing_requests": settings["max_ongoing_requests"],
+        "max_queued_requests": settings["max_queued_requests"],
+        "ray_actor_options": {"num_cpus": settings["cpus_per_replica"], "num_gpus": settings["gpus_per_replica"]},
+    }
+    if settings["autoscale"]:
+        model_options["num_replicas"] = "auto"
+        model_options["autoscaling_config"] = {
+            "min_replicas": settings["min_replicas"],
+            "initial_replicas": max(settings["min_replicas"], 1),
+            "max_replicas": settings["max_replicas"],
+            "target_ongoing_requests": settings["target_ongoing_requests"],
+        }
+    else:
+        model_options["num_replicas"] = settings["replicas"]
+    model = serve.deployment(TranslatorModel, name="TranslatorModel").options(**model_options)
+    ingress_capacity = settings["max_ongoing_requests"] * settings["max_replicas" if settings["autoscale"] else "replicas"]
+    ingress = serve.deployment(TranslationIngress, name="TranslationIngress").options(
+        num_replicas=1,
+        # the ingress must never be the bottleneck: the model handle's queue limit answers 503 first
+        max_ongoing_requests=ingress_capacity + max(settings["max_queued_requests"], 0) + 64,
+        ray_actor_options={"num_cpus": 0},
+    )
+    return ingress.bind(model.bind(checkpoint, settings), settings)
+
+
+def build_app(args: dict[str, Any]):
+    """Application builder for Serve config files (RayService `serveConfigV2`):
+
+        import_path: crossnet_dist.serving.app:build_app
+        args: {checkpoint: s3://bucket/campaign/best/, config: jobs/configs/serve.yaml, overrides: [serve.replicas=2]}
+    """
+    from crossnet_dist.config import ConfigError, load_config
+
+    args = dict(args or {})
+    checkpoint = args.pop("checkpoint", None)
+    if not checkpoint:
+        raise ConfigError("application arg 'checkpoint' is required (a generator.pt or a best-pointer folder)")
+    overrides = list(args.pop("overrides", []) or [])
+    config_path = args.pop("config", None)
+    if args:
+        raise ConfigError(f"unknown application args {sorted(args)}: expected checkpoint, config, overrides")
+    cfg = load_config(config_path, overrides)
+    return build_application(str(checkpoint), cfg.serve)

@@ -1,0 +1,147 @@
+"""infra/: KubeRay manifests, secret template and Dockerfile, checked structurally (no cluster)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from tests.helpers import REPO
+
+pytestmark = pytest.mark.timeout(60)
+
+INFRA = REPO / "infra"
+K8S = INFRA / "k8s"
+IMAGE_ROOT = "/home/ray/crossnet"  # WORKDIR of infra/docker/Dockerfile
+
+
+def documents(name: str) -> list[dict]:
+    return [doc for doc in yaml.safe_load_all((K8S / name).read_text()) if doc]
+
+
+def all_documents() -> list[tuple[str, dict]]:
+    return [(path.name, doc) for path in sorted(K8S.glob("*.yaml")) for doc in documents(path.name)]
+
+
+def repo_path(image_path: str) -> Path:
+    assert image_path.startswith(IMAGE_ROOT + "/"), image_path
+    return REPO / image_path[len(IMAGE_ROOT) + 1:]
+
+
+def pinned_ray_version() -> str:
+    match = re.search(r"^ray\[[^\]]*\]==([\d.]+)$", (REPO / "requirements.txt").read_text(), re.M)
+    assert match, "requirements.txt pins ray[...]==X.Y.Z"
+    return match.group(1)
+
+
+def cluster_specs() -> list[tuple[str, dict]]:
+    specs = [("RayCluster", documents("raycluster.yaml")[0]["spec"])]
+    specs.append(("RayJob", documents("rayjob.yaml")[0]["spec"]["rayClusterSpec"]))
+    specs.append(("RayService", documents("rayservice.yaml")[0]["spec"]["rayClusterConfig"]))
+    return specs
+
+
+def test_every_manifest_matches_the_trimmed_crd_schema():
+    schema = json.loads((INFRA / "schemas" / "kuberay-v1.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    kinds = set()
+    for name, doc in all_documents():
+        errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc)]
+        assert not errors, f"{name} {doc.get('kind')}: {errors}"
+        kinds.add(doc["kind"])
+    assert {"RayCluster", "RayJob", "RayService", "Secret"} <= kinds
+
+
+def test_the_schema_refuses_broken_manifests():
+    validator = jsonschema.Draft202012Validator(json.loads((INFRA / "schemas" / "kuberay-v1.schema.json").read_text()))
+    good = documents("raycluster.yaml")[0]
+    broken = json.loads(json.dumps(good))
+    del broken["spec"]["headGroupSpec"]
+    assert not validator.is_valid(broken)
+    typo = json.loads(json.dumps(good))
+    typo["spec"]["workerGroupSpecs"][0]["maxReplica"] = 3
+    assert not validator.is_valid(typo)
+    wrong_api = dict(good, apiVersion="ray.io/v1alpha1")
+    assert not validator.is_valid(wrong_api)
+
+
+def test_ray_version_image_and_secrets_agree():
+    version = pinned_ray_version()
+    dockerfile = (INFRA / "docker" / "Dockerfile").read_text()
+    assert f"rayproject/ray:{version}-py311" in dockerfile
+    assert f"WORKDIR {IMAGE_ROOT}" in dockerfile
+    for source in re.findall(r"^COPY (?:--\S+ )*(\S+) ", dockerfile, re.M):
+        assert (REPO / source).exists(), f"Dockerfile copies {source}, which does not exist"
+    secret_names = {doc["metadata"]["name"] for doc in documents("s3-secret.template.yaml")}
+    for kind, spec in cluster_specs():
+        assert spec["rayVersion"] == version, kind
+        groups = [spec["headGroupSpec"], *spec.get("workerGroupSpecs", [])]
+        for group in groups:
+            for container in group["template"]["spec"]["containers"]:
+                assert container["image"].startswith("crossnet-dist:"), (kind, container["name"])
+                refs = [e["secretRef"]["name"] for e in container.get("envFrom", []) if "secretRef" in e]
+                refs += [e["valueFrom"]["secretKeyRef"]["name"] for e in container.get("env", []) if "valueFrom" in e]
+                assert refs and set(refs) <= secret_names, (kind, refs)
+    for doc in documents("s3-secret.template.yaml"):
+        for key, value in doc["stringData"].items():
+            if "KEY" in key or "TOKEN" in key:
+                assert value.startswith("REPLACE_"), f"{key} must stay a placeholder in the template"
+
+
+def test_rayjob_runs_the_training_entrypoint_with_a_real_config():
+    from crossnet_dist.config import load_config
+
+    spec = documents("rayjob.yaml")[0]["spec"]
+    argv = shlex.split(spec["entrypoint"])
+    assert argv[0] == "python"
+    script = repo_path(argv[1])
+    assert script.relative_to(REPO).as_posix() == "jobs/train.py" and script.is_file()
+    config = repo_path(argv[2])
+    cfg = load_config(config, argv[3:])  # every override is a valid key and value
+    assert cfg.dist.storage_path.startswith("s3://") and cfg.data.root.startswith("s3://")
+    yaml.safe_load(spec["runtimeEnvYAML"])
+
+
+def test_rayservice_serve_config_is_valid_and_builds_the_app(tmp_path):
+    from ray.serve.schema import ServeDeploySchema
+
+    from crossnet_dist.config import load_config
+    from crossnet_dist.serving import app as serving_app
+
+    spec = documents("rayservice.yaml")[0]["spec"]
+    serve_config = ServeDeploySchema.model_validate(yaml.safe_load(spec["serveConfigV2"]))
+    (application,) = serve_config.applications
+    module_name, _, attribute = application.import_path.partition(":")
+    assert module_name == serving_app.__name__ and getattr(serving_app, attribute) is serving_app.build_app
+    args = dict(application.args)
+    assert args["checkpoint"].startswith("s3://") and args["checkpoint"].endswith("/best/")
+    cfg = load_config(repo_path(args["config"]), args["overrides"])
+    assert cfg.serve.autoscale and cfg.serve.gpus_per_replica == 1
+    built = serving_app.build_app({**args, "config": str(repo_path(args["config"]))})
+    assert type(built).__name__ == "Application"
+    with pytest.raises(Exception, match="unknown application args"):
+        serving_app.build_app({**args, "replica": 2})
+    ports = {p["name"]: p["port"] for p in spec["serveService"]["spec"]["ports"]}
+    assert ports["serve"] == serve_config.http_options.port == 8000
+
+
+def test_monitors_select_the_pods_and_service_the_manifests_create():
+    pod_monitor, service_monitor = documents("monitoring.yaml")
+    wanted = pod_monitor["spec"]["selector"]["matchLabels"]
+    port = pod_monitor["spec"]["podMetricsEndpoints"][0]["port"]
+    for kind, spec in cluster_specs():
+        for group in [spec["headGroupSpec"], *spec.get("workerGroupSpecs", [])]:
+            template = group["template"]
+            assert wanted.items() <= template["metadata"]["labels"].items(), kind
+            container = template["spec"]["containers"][0]
+            assert port in {p.get("name") for p in container["ports"]}, kind
+            assert group["rayStartParams"]["metrics-export-port"] == "8080"
+    serve_service = documents("rayservice.yaml")[0]["spec"]["serveService"]
+    assert service_monitor["spec"]["selector"]["matchLabels"].items() <= serve_service["metadata"]["labels"].items()
+    assert service_monitor["spec"]["endpoints"][0]["path"] == "/metrics"
