@@ -1,12 +1,20 @@
-"""Method registry: `build_method(cfg)` picks the plug-in named by `cfg.method`."""
+"""Method registry: `build_method(cfg)` picks the plug-in named by `cfg.method`.
+
+Methods: crossnet, cyclegan, unit, xgan, cascaded. Optimiser settings (optim.lr, betas) are global
+config keys, not per-method code defaults: each method's paper values are set by its YAML in
+jobs/configs/ (crossnet/cyclegan 2e-4, unit 1e-4 (0.5, 0.999), xgan 1e-4, cascaded 1e-4 (0.5, 0.999)).
+"""
 
 from __future__ import annotations
 
 from crossnet_dist.methods.base import DIRECTIONS, StepOutput, TranslationMethod, check_direction
+from crossnet_dist.methods.cascaded import Cascaded
 from crossnet_dist.methods.crossnet import CrossNet
 from crossnet_dist.methods.cyclegan import CycleGAN
+from crossnet_dist.methods.unit import UNIT
+from crossnet_dist.methods.xgan import XGAN
 
-METHODS: dict[str, type[TranslationMethod]] = {m.name: m for m in (CrossNet, CycleGAN)}
+METHODS: dict[str, type[TranslationMethod]] = {m.name: m for m in (CrossNet, CycleGAN, UNIT, XGAN, Cascaded)}
 
 
 def build_method(cfg, inference: bool = False) -> TranslationMethod:

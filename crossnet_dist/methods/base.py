@@ -30,6 +30,10 @@ class TranslationMethod(nn.Module):
     name: ClassVar[str]
     # Modules of `generators` that test-time translation uses: exported to serving checkpoints.
     translation_modules: ClassVar[tuple[str, ...]]
+    # Discriminator (critic) updates `train_step` runs after each generator update, on the same batch
+    # and pooled fakes: 1 for the LSGAN/GAN methods, n_critic for WGAN-GP (a method may set it per
+    # instance, from its config).
+    critic_steps: int = 1
 
     def __init__(self, model_cfg, loss_cfg, inference: bool = False):
         super().__init__()

@@ -22,7 +22,8 @@ def train_step(
     d_opt: OptimizerGroup,
     pools: dict[str, ImagePool],
 ) -> dict[str, Tensor]:
-    """Generator update with the discriminators frozen, then a discriminator update on pooled fakes.
+    """Generator update with the discriminators frozen, then `method.critic_steps` discriminator
+    updates (1 unless the method says otherwise) on the pooled fakes; the logged D terms are the last one's.
 
     Freezing keeps the generator loss from leaving gradients in the discriminators (and is what
     DeepSpeed ZeRO needs when the two groups are separate engines). Returns detached loss terms.
@@ -33,8 +34,9 @@ def train_step(
     set_requires_grad(method.discriminators, True)
 
     fakes = {domain: pools[domain].query(fake) for domain, fake in g_out.fakes.items()}
-    d_out = method.discriminator_step(x_a, x_b, fakes)
-    d_opt.backward_step(d_out.loss)
+    for _ in range(max(1, int(getattr(method, "critic_steps", 1)))):  # WGAN-GP: n_critic updates
+        d_out = method.discriminator_step(x_a, x_b, fakes)
+        d_opt.backward_step(d_out.loss)
 
     metrics = {f"loss/{k}": v.detach() for k, v in g_out.terms.items()}
     metrics.update({f"loss/{k}": v.detach() for k, v in d_out.terms.items()})
