@@ -63,9 +63,14 @@ def translate_files(
     batch_size: int = 8,
 ) -> TranslateReport:
     from crossnet_dist.training.checkpoint import load_translator
+    from crossnet_dist.training.checkpoint_source import resolve_checkpoint
 
     check_direction(direction)
-    method, cfg = load_translator(checkpoint, device)
+    source = resolve_checkpoint(str(checkpoint))  # a local file, or a copy of an s3:// one
+    try:
+        method, cfg = load_translator(source.local_path, device)
+    finally:
+        source.discard_copy()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = TranslateReport()

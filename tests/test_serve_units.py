@@ -94,7 +94,7 @@ def test_content_type_and_length_checks():
 
 
 def test_checkpoint_sources(tmp_path):
-    from crossnet_dist.serving.checkpoint_source import resolve_checkpoint
+    from crossnet_dist.training.checkpoint_source import resolve_checkpoint
     from crossnet_dist.training.checkpoint import CheckpointError
 
     best = tmp_path / "campaign" / "best"
@@ -181,7 +181,7 @@ def test_translate_cli_needs_exactly_one_source(capsys):
 
 
 def test_s3_checkpoint_folder_file_and_missing(s3_server, s3_prefix, tmp_path):
-    from crossnet_dist.serving.checkpoint_source import resolve_checkpoint
+    from crossnet_dist.training.checkpoint_source import resolve_checkpoint
     from crossnet_dist.storage import join, opened
     from crossnet_dist.training.checkpoint import CheckpointError
 

@@ -313,4 +313,13 @@ def memory_of(group, prefix: str) -> dict[str, float]:
 def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     """The Ray Train entry point (`TorchTrainer(train_loop_per_worker, train_loop_config=...)`)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    _quiet_report_echo()
     return WorkerLoop(config).run()
+
+
+def _quiet_report_echo() -> None:
+    """Ray Train logs every report's full metrics dict at INFO from each worker; the driver's
+    progress lines already show them, so keep only its warnings."""
+    from ray.train.v2._internal.execution import context
+
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)

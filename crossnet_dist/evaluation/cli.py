@@ -25,6 +25,9 @@ def _eval(args: argparse.Namespace) -> int:
     if args.metrics:
         overrides.append(f"metrics=[{args.metrics}]")
     cfg = load_eval_config(args.config, overrides)
+    if args.out is None and "://" in str(args.checkpoint):
+        print("crossnet eval: error: --out is required for a remote checkpoint", file=sys.stderr)
+        return 2
     try:
         result = run_evaluation(args.checkpoint, args.data, args.split, cfg)
     except (InceptionWeightsMissing, StorageError) as err:

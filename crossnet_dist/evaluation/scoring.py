@@ -150,6 +150,7 @@ def distance_metrics(extractor, prefix_fd: str, prefix_kd: str, translations, im
 def run_evaluation(checkpoint, data: str | None = None, split: str = "test", eval_cfg=None, storage_cfg=None, metric: str | None = None) -> EvalResult:
     """Everything `evaluate` and the report need; `metric` narrows the work to what computes it."""
     from crossnet_dist.training.checkpoint import load_translator
+    from crossnet_dist.training.checkpoint_source import resolve_checkpoint
 
     t0 = time.perf_counter()
     cfg_e = as_eval_config(eval_cfg)
@@ -161,7 +162,8 @@ def run_evaluation(checkpoint, data: str | None = None, split: str = "test", eva
         extractors.append(("fid", "kid", InceptionV3Features(device, cfg_e.batch_size, cfg_e.inception_weights)))
     if "efflite0" in groups:
         extractors.append(("fd_efflite0", "kd_efflite0", EfficientNetLite0Features(device, cfg_e.batch_size)))
-    checkpoint = Path(checkpoint)
+    source = resolve_checkpoint(str(checkpoint), storage_cfg)  # a local file, or a copy of an s3:// one
+    checkpoint = source.local_path
     method, cfg = load_translator(checkpoint, device)
     data = data or cfg.data.root
     storage_cfg = storage_cfg if storage_cfg is not None else cfg.data.storage
@@ -175,6 +177,7 @@ def run_evaluation(checkpoint, data: str | None = None, split: str = "test", eva
         translators, why = load_cross_translators(checkpoint, cfg, device)
         if translators is None:
             skipped["cross_identity_l1"] = why
+    source.discard_copy()
     translations = translate_split(method, translators, images, device, cfg_e.batch_size)
 
     metrics: dict[str, float] = {}
@@ -187,7 +190,7 @@ def run_evaluation(checkpoint, data: str | None = None, split: str = "test", eva
         skipped["fid"] = skipped["kid"] = "no Inception-v3 weights given (--inception-weights or eval.inception_weights)"
 
     info = {
-        "checkpoint": str(checkpoint),
+        "checkpoint": source.url,
         "method": cfg.method,
         "data": str(data),
         "split": split,

@@ -20,7 +20,7 @@ import torch
 from ray import serve
 
 from crossnet_dist.images import encode_png, to_rgb
-from crossnet_dist.serving.checkpoint_source import resolve_checkpoint
+from crossnet_dist.training.checkpoint_source import resolve_checkpoint
 from crossnet_dist.serving.loopback import bind_replica_grpc_to_loopback
 from crossnet_dist.serving.requests import RequestRejected, decode_checked
 

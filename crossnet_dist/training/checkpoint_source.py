@@ -4,7 +4,8 @@
 - a file: `runs/x/generator.pt`, `s3://bucket/campaign/best/generator.pt`;
 - a folder holding `generator.pt` (a campaign's `<storage>/<campaign>/best/`, with the
   winner's config/metric JSON files beside it): `s3://bucket/campaign/best/`.
-s3:// checkpoints are copied to a local temporary file once per replica, loaded, and the copy deleted.
+s3:// checkpoints are copied to a local temporary file, loaded, and the copy deleted (serving,
+offline `crossnet translate` and `crossnet eval` all resolve checkpoints here).
 The JSON files of a pointer folder (each at most 64 KiB) are shown by `GET /info`.
 """
 
