@@ -33,3 +33,14 @@ def s3_prefix(s3_server, request) -> str:
     """A fresh s3:// URL for one test (bucket/test-name/)."""
     name = request.node.name.replace("[", "-").replace("]", "").replace("/", "-")
     return f"s3://{S3_TEST_BUCKET}/{name}"
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for modules of tiny networks: faster, and fair to a shared 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

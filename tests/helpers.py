@@ -54,6 +54,15 @@ def tiny_batches(count: int, batch_size: int = 4, size: int = 32) -> list[dict[s
     return [{"a": a[i : i + batch_size], "b": b[i : i + batch_size]} for i in range(0, len(a), batch_size)]
 
 
-def tiny_config(tmp_path: Path | None = None, *overrides: str):
+def config_from(yaml: Path, tmp_path: Path | None = None, *overrides: str):
+    """A config from `yaml` with the progress bar off and, given tmp_path, the run under it."""
     extra = [f"train.out_dir={tmp_path / 'run'}"] if tmp_path is not None else []
-    return load_config(TINY_CONFIG, ["train.progress=false", *extra, *overrides])
+    return load_config(yaml, ["train.progress=false", *extra, *overrides])
+
+
+def tiny_config(tmp_path: Path | None = None, *overrides: str):
+    return config_from(TINY_CONFIG, tmp_path, *overrides)
+
+
+def has_grad(module: torch.nn.Module) -> bool:
+    return any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())

@@ -8,7 +8,6 @@ pretrained weights cannot be downloaded here, so translation quality is not test
 import pytest
 import torch
 
-from crossnet_dist.config import load_config
 from crossnet_dist.image_pool import ImagePool
 from crossnet_dist.methods import build_method
 from crossnet_dist.methods.cascaded import CascadedError
@@ -18,24 +17,18 @@ from crossnet_dist.training.checkpoint import load_translator
 from crossnet_dist.training.loop import Trainer
 from crossnet_dist.training.optimizers import TorchOptimizerGroup
 from crossnet_dist.training.step import set_requires_grad, train_step
-from tests.helpers import REPO, tiny_batches
+from tests.helpers import REPO, config_from, has_grad, tiny_batches
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny nets: 1 thread is faster on 2 shared cores
 
 
 def cascaded_config(tmp_path=None, *overrides):
-    extra = [f"train.out_dir={tmp_path / 'run'}"] if tmp_path is not None else []
-    return load_config(REPO / "jobs/configs/tiny_cascaded.yaml", ["train.progress=false", *extra, *overrides])
+    return config_from(REPO / "jobs/configs/tiny_cascaded.yaml", tmp_path, *overrides)
 
 
 def modules_with_grad(container) -> set[str]:
-    return {n for n, m in container.items() if any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.parameters())}
+    return {n for n, m in container.items() if has_grad(m)}
 
 
 def test_vgg_reads_torchvision_vgg19_files_and_conv_i_1(tmp_path):

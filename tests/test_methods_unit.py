@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-from crossnet_dist.config import load_config
 from crossnet_dist.image_pool import ImagePool
 from crossnet_dist.methods import build_method
 from crossnet_dist.methods.unit import sample_z
@@ -11,23 +10,16 @@ from crossnet_dist.training.checkpoint import load_translator
 from crossnet_dist.training.loop import Trainer
 from crossnet_dist.training.optimizers import TorchOptimizerGroup
 from crossnet_dist.training.step import set_requires_grad, train_step
-from tests.helpers import REPO, tiny_batches
+from tests.helpers import REPO, config_from, has_grad, tiny_batches
 
 TERMS = ("gan", "kl", "recon", "cycle_kl", "cycle_recon")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks: one intra-op thread is faster and fair to a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny nets: 1 thread is faster on 2 shared cores
 
 
 def unit_config(tmp_path=None, *overrides):
-    extra = [f"train.out_dir={tmp_path / 'run'}"] if tmp_path is not None else []
-    return load_config(REPO / "jobs/configs/tiny_unit.yaml", ["train.progress=false", *extra, *overrides])
+    return config_from(REPO / "jobs/configs/tiny_unit.yaml", tmp_path, *overrides)
 
 
 def parts_with_grad(method) -> set[str]:
@@ -37,7 +29,7 @@ def parts_with_grad(method) -> set[str]:
         "G_a.private": g["G_a"].private, "G_b.private": g["G_b"].private, "G.shared": g["G_a"].shared,
     }
     parts.update(method.discriminators.items())
-    return {n for n, m in parts.items() if any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.parameters())}
+    return {n for n, m in parts.items() if has_grad(m)}
 
 
 def test_tied_layers_are_one_set_of_tensors():

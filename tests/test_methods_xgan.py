@@ -11,22 +11,16 @@ from crossnet_dist.training.checkpoint import load_translator
 from crossnet_dist.training.loop import Trainer
 from crossnet_dist.training.optimizers import TorchOptimizerGroup
 from crossnet_dist.training.step import set_requires_grad, train_step
-from tests.helpers import REPO, tiny_batches
+from tests.helpers import REPO, config_from, has_grad, tiny_batches
 
 TERMS = ("rec", "dann", "sem", "gan")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny nets: 1 thread is faster on 2 shared cores
 
 
 def xgan_config(tmp_path=None, *overrides):
-    extra = [f"train.out_dir={tmp_path / 'run'}"] if tmp_path is not None else []
-    return load_config(REPO / "jobs/configs/tiny_xgan.yaml", ["train.progress=false", *extra, *overrides])
+    return config_from(REPO / "jobs/configs/tiny_xgan.yaml", tmp_path, *overrides)
 
 
 def parts_with_grad(method) -> set[str]:
@@ -36,7 +30,7 @@ def parts_with_grad(method) -> set[str]:
         "d_1.private": g["d_1"].private, "d_2.private": g["d_2"].private, "d.shared": g["d_1"].shared,
         "c_dann": g["c_dann"], **dict(method.discriminators.items()),
     }
-    return {n for n, m in parts.items() if any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.parameters())}
+    return {n for n, m in parts.items() if has_grad(m)}
 
 
 def test_paper_architecture_at_64x64():

@@ -1,0 +1,127 @@
+"""The `tune:` config section and the campaign's checks, tables and best-trial choice (no Ray)."""
+
+import math
+
+import pytest
+
+from crossnet_dist.config import ConfigError, load_config
+from tests.helpers import REPO
+
+TUNE_TINY = REPO / "jobs" / "configs" / "tune_tiny.yaml"
+TUNE_FULL = REPO / "jobs" / "configs" / "tune.yaml"
+
+
+def cfg_with(*overrides, path=TUNE_TINY):
+    return load_config(path, list(overrides))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("override, key", [
+    ("tune.scheduler=pbt", "tune.scheduler"),
+    ("tune.searcher=hyperopt", "tune.searcher"),
+    ("tune.mode=best", "tune.mode"),
+    ("tune.num_samples=0", "tune.num_samples"),
+    ("tune.time_budget_s=0", "tune.time_budget_s"),
+    ("tune.asha.reduction_factor=1", "tune.asha.reduction_factor"),
+    ("tune.name=a/b", "tune.name"),
+    ("tune.space={optim.lr: {type: uniform, low: 1.0e-3, high: 1.0e-4}}", "tune.space.optim.lr.high"),
+    ("tune.space={optim.lr: {type: loguniform, low: 0, high: 1.0e-4}}", "tune.space.optim.lr.low"),
+    ("tune.space={optim.lr: {type: choice}}", "tune.space.optim.lr.values"),
+    ("tune.space={optim.lr: {type: normal, low: 0, high: 1}}", "tune.space.optim.lr.type"),
+    ("tune.space={optim.lr: {typo: 1}}", "tune.space.optim.lr.typo"),
+])
+def test_bad_tune_values_name_their_key(override, key):
+    with pytest.raises(ConfigError, match=f"'{key}'"):
+        cfg_with(override)
+
+
+@pytest.mark.timeout(60)
+def test_the_space_is_checked_against_the_config_before_any_trial():
+    from crossnet_dist.tuning.campaign import check_campaign
+
+    specs = check_campaign(cfg_with())
+    assert sorted(specs) == sorted(f"loss.crossnet.{k}" for k in
+                                   ("gan", "identity", "cross_translation", "cross_identity", "latent_cycle"))
+    # an empty space = the five CrossNet weights
+    assert sorted(check_campaign(cfg_with("tune.space={}", path=REPO / "jobs" / "configs" / "tiny.yaml"))) == sorted(specs)
+    full = check_campaign(cfg_with(path=TUNE_FULL))
+    assert "optim.lr" in full and len(full) == 6
+    bad = {
+        "tune.space={loss.crossnet.nope: {type: uniform, low: 0, high: 1}}": "has no key",
+        "tune.space={loss.crossnet: {type: uniform, low: 0, high: 1}}": "is a section",
+        "tune.space={loss.crossnet.gan: {type: grid, values: [1.0, -1.0]}}": "value -1.0 is refused",
+        "tune.space={loss.crossnet.gan: {type: uniform, low: -1, high: 1}}": "loss weights must be >= 0",
+        "tune.space={dist.zero_stage: {type: choice, values: [2, 4]}}": "dist.zero_stage",
+        "tune.metric=psnr": "unknown metric",
+        "tune.asha.grace_period=8": "tune.asha.grace_period",
+    }
+    for override, message in bad.items():
+        with pytest.raises(ConfigError, match=message):
+            check_campaign(cfg_with(override))
+    with pytest.raises(ConfigError, match="tune.asha.max_t"):
+        check_campaign(cfg_with("train.max_steps=0"))
+    with pytest.raises(ConfigError, match="use choice instead of grid"):
+        cfg_with("tune.searcher=optuna", "tune.space={optim.lr: {type: grid, values: [1.0e-4]}}")
+
+
+@pytest.mark.timeout(60)
+def test_resources_that_would_deadlock_are_refused():
+    from crossnet_dist.tuning.campaign import check_resources
+
+    check_resources(cfg_with(), 2)  # 0.01 + 1 x 0.5
+    check_resources(cfg_with("dist.num_workers=2"), 2)  # 0.01 + 2 x 0.5
+    with pytest.raises(ConfigError, match="dist.cpus_per_worker.*never start"):
+        check_resources(cfg_with("dist.num_workers=2", "dist.cpus_per_worker=1"), 2)
+
+
+@pytest.mark.timeout(60)
+def test_tune_space_trial_configs_and_trial_count():
+    from ray import tune
+
+    from crossnet_dist.tuning.space import space_specs, trial_config, trial_count, tune_space
+
+    cfg = cfg_with("tune.space={optim.lr: {type: grid, values: [1.0e-4, 2.0e-4]}, loss.crossnet.gan: "
+                   "{type: quniform, low: 0.5, high: 2, q: 0.5}}", "tune.num_samples=3")
+    specs = space_specs(cfg)
+    space = tune_space(specs)
+    assert space["optim.lr"] == tune.grid_search([1.0e-4, 2.0e-4])
+    assert type(space["loss.crossnet.gan"]).__name__ == "Float"
+    assert trial_count(specs, 3) == 6
+    import numpy as np
+
+    trial = trial_config(dict(__import__("crossnet_dist.config", fromlist=["to_container"]).to_container(cfg)),
+                         {"optim.lr": np.float64(1e-4), "loss.crossnet.gan": 1.5})
+    assert trial.optim.lr == 1e-4 and trial.loss.crossnet.gan == 1.5 and trial.loss.crossnet.identity == 3.0
+
+
+@pytest.mark.timeout(60)
+def test_tables_plot_and_best_choice():
+    from crossnet_dist.tuning.campaign import TrialRow, pick_best, plot_png, table_csv, table_markdown
+
+    specs = {"loss.crossnet.gan": {}, "optim.lr": {}}
+    rows = [
+        TrialRow("t0", "completed", {"loss.crossnet.gan": 1.0, "optim.lr": 2e-4}, 0.5, 8, 30.0),
+        TrialRow("t1", "stopped", {"loss.crossnet.gan": 2.0, "optim.lr": 5e-2}, 0.1, 2, 12.0),  # not a candidate
+        TrialRow("t2", "completed", {"loss.crossnet.gan": 0.5, "optim.lr": 1e-4}, 0.4, 8, 31.0),
+        TrialRow("t3", "completed", {"loss.crossnet.gan": 0.7, "optim.lr": 1e-4}, math.inf, 8, 29.0),  # diverged
+        TrialRow("t4", "errored", {"loss.crossnet.gan": 0.9, "optim.lr": 1e-4}, None, 1, None, "RuntimeError: boom"),
+    ]
+    assert pick_best(rows, "min").trial_id == "t2"
+    assert pick_best(rows, "max").trial_id == "t0"
+    assert pick_best(rows[1:2], "min") is None
+    csv_text = table_csv(rows, specs, "fd_efflite0")
+    assert csv_text.splitlines()[0] == "trial_id,status,loss.crossnet.gan,optim.lr,fd_efflite0,steps,seconds,error"
+    assert "t4,errored,0.9,0.0001,,1,,RuntimeError: boom" in csv_text
+    md = table_markdown(rows, specs, "fd_efflite0", pick_best(rows, "min"))
+    assert "| t2 (best) | completed | 0.5 | 0.0001 | 0.4 | 8 | 31 |" in md
+    assert "errored: RuntimeError: boom" in md
+    assert plot_png(rows, specs, "fd_efflite0")[:4] == b"\x89PNG"
+
+
+@pytest.mark.timeout(60)
+def test_tune_command_is_registered():
+    from crossnet_dist.cli import parse
+
+    args = parse(["tune", str(TUNE_TINY), "tune.num_samples=2", "--resume", "camp", "optim.lr=1e-4", "--address", "x:1"])
+    assert args.command == "tune" and args.resume == "camp" and args.address == "x:1"
+    assert args.overrides == ["tune.num_samples=2", "optim.lr=1e-4"]
