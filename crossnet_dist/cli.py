@@ -1,4 +1,4 @@
-"""`crossnet` command line: train, translate, data, storage, eval, serve."""
+"""`crossnet` command line: train, translate, data, storage, eval, serve, tune."""
 
 from __future__ import annotations
 
@@ -124,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     from crossnet_dist.serving.cli import add_serve_parser
 
     add_serve_parser(sub)
+    from crossnet_dist.tuning.cli import add_tune_parser
+
+    add_tune_parser(sub)
     return parser
 
 
@@ -131,7 +134,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     """Like parse_args, but `train` takes key=value overrides before or after its options."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if getattr(args, "command", None) == "train":
+    if getattr(args, "command", None) in ("train", "tune"):
         overrides = [item for item in extra if "=" in item and not item.startswith("-")]
         args.overrides = [*args.overrides, *overrides]
         extra = [item for item in extra if item not in overrides]

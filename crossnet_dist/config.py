@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -229,6 +229,52 @@ class ServeConfig:
 
 
 @dataclass
+class ParamSpec:
+    """One searched config key (`tune.space`): a range (uniform, loguniform, randint), a list of
+    values (choice: sampled; grid: every value, crossed with the other grids)."""
+
+    type: str = "uniform"  # uniform | loguniform | quniform | randint | choice | grid
+    low: Optional[float] = None  # ranges: bounds (randint: high exclusive)
+    high: Optional[float] = None
+    q: Optional[float] = None  # quniform: step
+    values: Optional[List[Any]] = None  # choice | grid
+
+
+@dataclass
+class ASHAOptions:
+    """ASHA rungs are counted in training steps (`progress/step`); a rung's decision is made on the
+    held-out metric of the first checkpoint at or after it."""
+
+    grace_period: int = 0  # steps before a trial can be stopped; 0 = dist.checkpoint_every
+    reduction_factor: float = 2.0
+    max_t: int = 0  # 0 = train.max_steps
+    brackets: int = 1
+
+
+@dataclass
+class TuneConfig:
+    """`crossnet tune`: a Ray Tune campaign over config keys (by default the five CrossNet loss
+    weights), each trial a distributed training run (dist.*) scored on the held-out split."""
+
+    name: str = ""  # campaign folder under storage_path; "" = <basename of train.out_dir>-tune-<timestamp>
+    storage_path: str = ""  # "" = dist.storage_path (a local path or s3://bucket/prefix)
+    space: Dict[str, ParamSpec] = field(default_factory=dict)  # {} = the five loss.crossnet weights
+    metric: str = "fd_efflite0"  # evaluation metric of the held-out split (lower is better)
+    mode: str = "min"
+    split: str = "test"  # held-out split of data.root scored at every checkpoint
+    eval_max_images: int = 0  # per domain; 0 = the whole split
+    eval_device: str = "cpu"  # where the trial driver scores checkpoints
+    scheduler: str = "asha"  # asha | fifo
+    asha: ASHAOptions = field(default_factory=ASHAOptions)
+    searcher: str = "random"  # random (grid entries are crossed) | optuna (TPE; no grid entries)
+    num_samples: int = 8  # samples of the space (each crossed with every grid entry)
+    max_concurrent_trials: int = 1
+    time_budget_s: float = 86400.0  # the campaign stops after this long (unfinished trials resume with --resume)
+    trial_cpus: float = 0.01  # CPUs the trial driver reserves (the workers reserve dist.cpus_per_worker each)
+    seed: int = 0  # searcher seed
+
+
+@dataclass
 class Config:
     method: str = "crossnet"
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -238,6 +284,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     dist: DistributedConfig = field(default_factory=DistributedConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> DictConfig:
@@ -323,6 +370,7 @@ def validate(cfg: DictConfig) -> None:
     _validate_methods(cfg, fail)
     _validate_dist(cfg, fail)
     _validate_serve(cfg, fail)
+    _validate_tune(cfg, fail)
     if cfg.data.load_size < cfg.model.image_size:
         fail("data.load_size", f"must be >= model.image_size ({cfg.model.image_size})")
 
@@ -425,3 +473,58 @@ def _validate_serve(cfg: DictConfig, fail) -> None:
             fail(f"serve.{key}", "must be >= 0")
     if s.token is not None and not s.token.strip():
         fail("serve.token", "must be a non-empty string or unset")
+
+
+TUNE_SCHEDULERS = ("asha", "fifo")
+TUNE_SEARCHERS = ("random", "optuna")
+TUNE_PARAM_TYPES = ("uniform", "loguniform", "quniform", "randint", "choice", "grid")
+
+
+def _validate_tune(cfg: DictConfig, fail) -> None:
+    """The `tune:` section's own values; `crossnet tune` also checks that every searched key
+    exists and every value is valid there (crossnet_dist.tuning.space.check_space)."""
+    t = cfg.tune
+    if t.scheduler not in TUNE_SCHEDULERS:
+        fail("tune.scheduler", f"must be one of {', '.join(TUNE_SCHEDULERS)}")
+    if t.searcher not in TUNE_SEARCHERS:
+        fail("tune.searcher", f"must be one of {', '.join(TUNE_SEARCHERS)}")
+    if t.mode not in ("min", "max"):
+        fail("tune.mode", "must be min or max")
+    if "/" in t.name or t.name in (".", ".."):
+        fail("tune.name", "must be a plain folder name")
+    for key in ("num_samples", "max_concurrent_trials"):
+        if t[key] < 1:
+            fail(f"tune.{key}", "must be >= 1")
+    if not t.time_budget_s > 0:
+        fail("tune.time_budget_s", "must be > 0 (a campaign always has a time budget)")
+    if not t.trial_cpus >= 0:
+        fail("tune.trial_cpus", "must be >= 0")
+    for key in ("eval_max_images", "asha.grace_period", "asha.max_t"):
+        if OmegaConf.select(t, key) < 0:
+            fail(f"tune.{key}", "must be >= 0")
+    if not t.asha.reduction_factor > 1:
+        fail("tune.asha.reduction_factor", "must be > 1")
+    if t.asha.brackets < 1:
+        fail("tune.asha.brackets", "must be >= 1")
+    for key, spec in t.space.items():
+        where = f"tune.space.{key}"
+
+        def fail(field: str, why: str, spec=spec) -> None:  # noqa: F811 (dotted space keys defeat select)
+            raise ConfigError(f"config key '{field}': {why} (got {spec[field.rsplit('.', 1)[1]]!r})")
+
+        if spec.type not in TUNE_PARAM_TYPES:
+            fail(f"{where}.type", f"must be one of {', '.join(TUNE_PARAM_TYPES)}")
+        if t.searcher == "optuna" and spec.type == "grid":
+            fail(f"{where}.type", "tune.searcher=optuna samples every key: use choice instead of grid")
+        if spec.type in ("choice", "grid"):
+            if not spec["values"]:  # (spec.values is DictConfig.values)
+                fail(f"{where}.values", f"a {spec.type} needs a non-empty list of values")
+            continue
+        if spec.low is None or spec.high is None:
+            fail(f"{where}.low", f"a {spec.type} range needs low and high")
+        if not spec.low < spec.high:
+            fail(f"{where}.high", f"must be > low ({spec.low})")
+        if spec.type == "loguniform" and not spec.low > 0:
+            fail(f"{where}.low", "a loguniform range needs low > 0")
+        if spec.type == "quniform" and not (spec.q or 0) > 0:
+            fail(f"{where}.q", "a quniform range needs a step q > 0")

@@ -53,16 +53,18 @@ def exploding_loader(data_cfg, image_size, seed, rank=0, world_size=1):
 def ray_session():
     import ray
 
-    from crossnet_dist.distributed.driver import _loopback_only
+    from crossnet_dist.ray_local import start_local_ray
 
-    _loopback_only()
     ray.shutdown()
-    ray.init(address="local", num_cpus=2, _node_ip_address="127.0.0.1", include_dashboard=True,
-             dashboard_host="127.0.0.1", log_to_driver=False)
+    saved = os.environ.get("RAY_API_SERVER_ADDRESS")
     try:
-        yield ray.get_runtime_context().gcs_address
+        yield start_local_ray(num_cpus=2, log_to_driver=False)
     finally:
         ray.shutdown()
+        if saved is None:
+            os.environ.pop("RAY_API_SERVER_ADDRESS", None)
+        else:
+            os.environ["RAY_API_SERVER_ADDRESS"] = saved
 
 
 @pytest.fixture(scope="module")

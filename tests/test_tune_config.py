@@ -89,8 +89,9 @@ def test_tune_space_trial_configs_and_trial_count():
     assert trial_count(specs, 3) == 6
     import numpy as np
 
-    trial = trial_config(dict(__import__("crossnet_dist.config", fromlist=["to_container"]).to_container(cfg)),
-                         {"optim.lr": np.float64(1e-4), "loss.crossnet.gan": 1.5})
+    from crossnet_dist.config import to_container
+
+    trial = trial_config(to_container(cfg), {"optim.lr": np.float64(1e-4), "loss.crossnet.gan": 1.5})
     assert trial.optim.lr == 1e-4 and trial.loss.crossnet.gan == 1.5 and trial.loss.crossnet.identity == 3.0
 
 

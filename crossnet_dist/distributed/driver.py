@@ -9,7 +9,6 @@ RAY_ADDRESS points the driver at the cluster).
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 from crossnet_dist.config import ConfigError, to_container
 from crossnet_dist.distributed.storage import RunStorage, resolve_storage
+from crossnet_dist.ray_local import connect_ray
 
 log = logging.getLogger(__name__)
 
@@ -31,37 +31,6 @@ class DistributedResult:
     summary: dict[str, Any]  # rank 0's return value: memory, nodes, lost steps, ...
     checkpoint_path: str | None
     history: list[dict[str, float]]  # rank 0's reports in order, one per train.log_every steps
-
-
-def _loopback_only() -> None:
-    """Keeps a Ray started here on 127.0.0.1 (see NOTES-stack.md): Ray reads this flag when it is
-    imported, so it is set in the environment (for the Ray processes started from here) and, if Ray
-    is already imported, on its constants module."""
-    import sys
-
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # gloo between the local workers on loopback too
-    if "ray._private.ray_constants" in sys.modules and os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0":
-        sys.modules["ray._private.ray_constants"].ENABLE_RAY_CLUSTER = False
-
-
-def connect_ray(address: str | None, num_cpus: int | None = None) -> bool:
-    """Connects to `address` (or RAY_ADDRESS), else starts a local Ray bound to 127.0.0.1.
-    Returns True when this call started Ray (the caller then shuts it down)."""
-    address = address or os.environ.get("RAY_ADDRESS")
-    if not address:
-        _loopback_only()
-    import ray
-
-    if ray.is_initialized():
-        return False
-    if address:
-        ray.init(address=address, log_to_driver=True)
-        return False
-    # the dashboard (on 127.0.0.1) serves the State API Ray Train uses to release placement groups
-    ray.init(num_cpus=num_cpus or os.cpu_count(), _node_ip_address="127.0.0.1", include_dashboard=True,
-             dashboard_host="127.0.0.1", log_to_driver=True)
-    return True
 
 
 def choose_run_name(cfg, storage: RunStorage, resume: str | None) -> str:

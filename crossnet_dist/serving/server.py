@@ -36,20 +36,10 @@ class Endpoint:
 
 
 def connect_ray(address: str | None = None, num_cpus: float | None = None) -> bool:
-    """Connects to `address` or RAY_ADDRESS; otherwise starts a local Ray bound to 127.0.0.1.
-    Returns True when a local Ray was started here."""
-    import ray
+    """An existing cluster, or a local Ray on 127.0.0.1 without the dashboard (Serve needs none)."""
+    from crossnet_dist.ray_local import connect_ray as connect
 
-    if ray.is_initialized():
-        return False
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=False)
-        return False
-    ray.init(
-        address="local", num_cpus=num_cpus, _node_ip_address=LOOPBACK, include_dashboard=False, log_to_driver=False,
-    )
-    return True
+    return connect(address, num_cpus, include_dashboard=False, log_to_driver=False)
 
 
 def start_endpoint(
