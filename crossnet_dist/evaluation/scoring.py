@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from crossnet_dist.devices import resolve_device
 from crossnet_dist.evaluation.cache import FeatureCache
 from crossnet_dist.evaluation.config import EvalConfig, groups_for_metric, metric_groups
 from crossnet_dist.evaluation.distances import frechet_distance, kernel_distance
@@ -44,12 +45,6 @@ class EvalResult:
     translations: dict[str, Translations]
     checkpoint: Path
     config: Any  # the checkpoint's training config
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def as_eval_config(eval_cfg=None, **overrides):
@@ -155,7 +150,7 @@ def run_evaluation(checkpoint, data: str | None = None, split: str = "test", eva
     t0 = time.perf_counter()
     cfg_e = as_eval_config(eval_cfg)
     groups = groups_for_metric(metric) if metric else metric_groups(cfg_e)
-    device = resolve_device(cfg_e.device)
+    device = resolve_device(cfg_e.device, key="eval.device")
     # Extractors first: a missing Inception file fails before any other work.
     extractors = []
     if "inception" in groups:

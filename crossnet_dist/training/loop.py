@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from crossnet_dist.config import to_container
+from crossnet_dist.devices import resolve_device
 from crossnet_dist.image_pool import ImagePool
 from crossnet_dist.methods import TranslationMethod, build_method
 from crossnet_dist.training.checkpoint import (
@@ -38,15 +39,6 @@ from crossnet_dist.training.seed import seed_everything
 from crossnet_dist.training.step import train_step
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"config key 'train.device': {name!r} asked for but no CUDA device is available")
-    return device
 
 
 class Trainer:
