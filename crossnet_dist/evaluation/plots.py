@@ -49,12 +49,7 @@ def plot_loss_curves(metrics_jsonl: str | Path, out_png: str | Path) -> Path | N
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=100)
-    plt.close(fig)
-    return out_png
+    return _save(fig, out_png)
 
 
 def bar_chart(
@@ -83,6 +78,10 @@ def bar_chart(
     ax.grid(axis="y", alpha=0.3)
     if n > 1 or baselines:
         ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, out_png)
+
+
+def _save(fig, out_png: str | Path) -> Path:
     fig.tight_layout()
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)

@@ -49,8 +49,14 @@ class TranslationMethod(nn.Module):
     def discriminator_step(self, x_a: Tensor, x_b: Tensor, fakes: dict[str, Tensor]) -> StepOutput:
         raise NotImplementedError
 
+    # direction -> (encoder, decoder) in `generators`; methods whose translation is an encoder
+    # followed by a decoder set this and inherit `translate`, others override `translate`.
+    encoder_decoder: ClassVar[dict[str, tuple[str, str]]] = {}
+
     def translate(self, x: Tensor, direction: str) -> Tensor:
-        raise NotImplementedError
+        check_direction(direction)
+        encoder, decoder = self.encoder_decoder[direction]
+        return self.generators[decoder](self.generators[encoder](x))
 
     def sample_columns(self, x_a: Tensor, x_b: Tensor) -> dict[str, list[Tensor]]:
         """Rows of images for the sample grid, one row per direction: input | translation | ..."""
@@ -77,6 +83,7 @@ class TwoDomainGAN(TranslationMethod):
     least-squares discriminator losses fed with pooled fakes."""
 
     translation_modules = ("E_ab", "D_b", "E_ba", "D_a")
+    encoder_decoder = {"a2b": ("E_ab", "D_b"), "b2a": ("E_ba", "D_a")}
 
     def __init__(self, model_cfg, loss_cfg, inference: bool = False):
         super().__init__(model_cfg, loss_cfg, inference)
@@ -94,12 +101,6 @@ class TwoDomainGAN(TranslationMethod):
         d_b = lsgan_discriminator_loss(Q_b(x_b), Q_b(fakes["b"].detach()))
         return StepOutput(loss=d_a + d_b, terms={"D_a": d_a, "D_b": d_b})
 
-    def translate(self, x: Tensor, direction: str) -> Tensor:
-        check_direction(direction)
-        g = self.generators
-        if direction == "a2b":
-            return g["D_b"](g["E_ab"](x))
-        return g["D_a"](g["E_ba"](x))
 
 
 def weighted_sum(terms: dict[str, Tensor], weights) -> Tensor:

@@ -24,7 +24,7 @@ from crossnet_dist.losses import (
     vae_kl_loss,
     vae_reconstruction_loss,
 )
-from crossnet_dist.methods.base import StepOutput, TranslationMethod, check_direction, weighted_sum
+from crossnet_dist.methods.base import StepOutput, TranslationMethod, weighted_sum
 from crossnet_dist.networks import PatchGAN
 from crossnet_dist.networks.unit_nets import UNITEncoder, UNITGenerator, shared_blocks
 
@@ -37,6 +37,7 @@ def sample_z(mu: Tensor) -> Tensor:
 class UNIT(TranslationMethod):
     name = "unit"
     translation_modules = ("E_a", "E_b", "G_a", "G_b")
+    encoder_decoder = {"a2b": ("E_a", "G_b"), "b2a": ("E_b", "G_a")}  # F_a->b = G_b(E_mu,a(x)): mean code, no noise
 
     def __init__(self, model_cfg, loss_cfg, inference: bool = False):
         super().__init__(model_cfg, loss_cfg, inference)
@@ -80,14 +81,6 @@ class UNIT(TranslationMethod):
         d_a = gan_discriminator_loss(D_a(x_a), D_a(fakes["a"].detach()))
         d_b = gan_discriminator_loss(D_b(x_b), D_b(fakes["b"].detach()))
         return StepOutput(loss=d_a + d_b, terms={"D_a": d_a, "D_b": d_b})
-
-    def translate(self, x: Tensor, direction: str) -> Tensor:
-        """F_a->b(x) = G_b(E_mu,a(x)): the mean code, no noise, at test time."""
-        check_direction(direction)
-        g = self.generators
-        if direction == "a2b":
-            return g["G_b"](g["E_a"](x))
-        return g["G_a"](g["E_b"](x))
 
     def sample_columns(self, x_a: Tensor, x_b: Tensor) -> dict[str, list[Tensor]]:
         g = self.generators

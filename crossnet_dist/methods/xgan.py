@@ -29,7 +29,7 @@ from crossnet_dist.losses import (
     teacher_loss,
     xgan_reconstruction_loss,
 )
-from crossnet_dist.methods.base import StepOutput, TranslationMethod, check_direction, weighted_sum
+from crossnet_dist.methods.base import StepOutput, TranslationMethod, weighted_sum
 from crossnet_dist.networks.xgan_nets import (
     DomainClassifier,
     XGANDecoder,
@@ -43,6 +43,7 @@ from crossnet_dist.networks.xgan_nets import (
 class XGAN(TranslationMethod):
     name = "xgan"
     translation_modules = ("e_1", "e_2", "d_1", "d_2")
+    encoder_decoder = {"a2b": ("e_1", "d_2"), "b2a": ("e_2", "d_1")}  # g_12 = d_2 o e_1
 
     def __init__(self, model_cfg, loss_cfg, inference: bool = False):
         super().__init__(model_cfg, loss_cfg, inference)
@@ -93,13 +94,6 @@ class XGAN(TranslationMethod):
             D_a = self.discriminators["D_a"]
             terms["D_a"] = gan_discriminator_loss(D_a(x_a), D_a(fakes["a"].detach()))
         return StepOutput(loss=sum(terms.values()), terms=terms)
-
-    def translate(self, x: Tensor, direction: str) -> Tensor:
-        check_direction(direction)
-        g = self.generators
-        if direction == "a2b":
-            return g["d_2"](g["e_1"](x))
-        return g["d_1"](g["e_2"](x))
 
     def sample_columns(self, x_a: Tensor, x_b: Tensor) -> dict[str, list[Tensor]]:
         g = self.generators
