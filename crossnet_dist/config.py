@@ -200,6 +200,10 @@ class DistributedConfig:
     keep_checkpoints: int = 2  # newest checkpoints kept in storage; 0 = keep all
     address: str = ""  # Ray cluster address; "" = RAY_ADDRESS, else a local Ray on 127.0.0.1
     loader: str = "crossnet_dist.data:build_train_loader"  # module:function building a rank's loader
+    # a new run starts from this checkpoint of another run (weights, optimiser state, image pools,
+    # step; the LR comes from optim.lr): <storage>/<run>/step_XXXXXXXX, a path or s3:// URL.
+    # "" = from scratch. A run resuming its own checkpoints ignores it. Tune's PBT sets it.
+    init_from: str = ""
     fail_at_step: int = 0  # fault injection for tests: worker `fail_rank` kills itself at this step, once
     fail_rank: int = 1
 
@@ -252,6 +256,22 @@ class ASHAOptions:
 
 
 @dataclass
+class PBTOptions:
+    """Population Based Training (tune.scheduler=pbt), in training steps: every
+    perturbation_interval steps, a trial in the bottom quantile_fraction of the running trials (by
+    the held-out metric of its newest checkpoint) continues from the newest checkpoint of a trial in
+    the top quantile, with that trial's searched values resampled (resample_probability) or
+    multiplied by one of perturbation_factors, then clipped to the searched range."""
+
+    perturbation_interval: int = 0  # steps; 0 = dist.checkpoint_every; a multiple of dist.checkpoint_every
+    burn_in: int = 0  # steps before the first perturbation
+    quantile_fraction: float = 0.25  # in (0, 0.5]
+    resample_probability: float = 0.25
+    perturbation_factors: List[float] = field(default_factory=lambda: [1.2, 0.8])
+    synch: bool = False  # True: the population perturbs in lock step (waits for the slowest trial)
+
+
+@dataclass
 class TuneConfig:
     """`crossnet tune`: a Ray Tune campaign over config keys (by default the five CrossNet loss
     weights), each trial a distributed training run (dist.*) scored on the held-out split."""
@@ -264,9 +284,10 @@ class TuneConfig:
     split: str = "test"  # held-out split of data.root scored at every checkpoint
     eval_max_images: int = 0  # per domain; 0 = the whole split
     eval_device: str = "cpu"  # where the trial driver scores checkpoints
-    scheduler: str = "asha"  # asha | fifo
+    scheduler: str = "asha"  # asha | pbt | fifo
     asha: ASHAOptions = field(default_factory=ASHAOptions)
-    searcher: str = "random"  # random (grid entries are crossed) | optuna (TPE; no grid entries)
+    pbt: PBTOptions = field(default_factory=PBTOptions)
+    searcher: str = "random"  # random (grid entries are crossed) | optuna (TPE; no grid entries; not with pbt)
     num_samples: int = 8  # samples of the space (each crossed with every grid entry)
     max_concurrent_trials: int = 1
     time_budget_s: float = 86400.0  # the campaign stops after this long (unfinished trials resume with --resume)
@@ -438,6 +459,8 @@ def _validate_dist(cfg: DictConfig, fail) -> None:
         fail("dist.run_name", "must be a plain folder name")
     if ":" not in d.loader:
         fail("dist.loader", "must be 'module:function'")
+    if "://" in d.init_from and not d.init_from.startswith("s3://"):
+        fail("dist.init_from", "must be a path or an s3:// URL of a run's step_XXXXXXXX checkpoint")
     if d.fail_at_step and not 0 <= d.fail_rank < d.num_workers:
         fail("dist.fail_rank", f"must be a worker rank in [0, {d.num_workers})")
 
@@ -475,9 +498,28 @@ def _validate_serve(cfg: DictConfig, fail) -> None:
         fail("serve.token", "must be a non-empty string or unset")
 
 
-TUNE_SCHEDULERS = ("asha", "fifo")
+TUNE_SCHEDULERS = ("asha", "pbt", "fifo")
 TUNE_SEARCHERS = ("random", "optuna")
 TUNE_PARAM_TYPES = ("uniform", "loguniform", "quniform", "randint", "choice", "grid")
+
+
+def _validate_pbt(cfg: DictConfig, fail) -> None:
+    t, p = cfg.tune, cfg.tune.pbt
+    for key in ("perturbation_interval", "burn_in"):
+        if p[key] < 0:
+            fail(f"tune.pbt.{key}", "must be >= 0")
+    if p.perturbation_interval % cfg.dist.checkpoint_every:
+        fail("tune.pbt.perturbation_interval",
+             f"must be a multiple of dist.checkpoint_every ({cfg.dist.checkpoint_every}): trials are compared "
+             "and cloned at checkpoints")
+    if not 0 < p.quantile_fraction <= 0.5:
+        fail("tune.pbt.quantile_fraction", "must be in (0, 0.5]")
+    if not 0 <= p.resample_probability <= 1:
+        fail("tune.pbt.resample_probability", "must be in [0, 1]")
+    if len(p.perturbation_factors) != 2 or not all(f > 0 for f in p.perturbation_factors):
+        fail("tune.pbt.perturbation_factors", "must be two factors > 0, e.g. [1.2, 0.8]")
+    if t.scheduler == "pbt" and t.searcher != "random":
+        fail("tune.searcher", "tune.scheduler=pbt explores by itself: use searcher=random")
 
 
 def _validate_tune(cfg: DictConfig, fail) -> None:
@@ -506,6 +548,7 @@ def _validate_tune(cfg: DictConfig, fail) -> None:
         fail("tune.asha.reduction_factor", "must be > 1")
     if t.asha.brackets < 1:
         fail("tune.asha.brackets", "must be >= 1")
+    _validate_pbt(cfg, fail)
     for key, spec in t.space.items():
         where = f"tune.space.{key}"
 

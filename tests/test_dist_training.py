@@ -156,3 +156,32 @@ def test_a_stopped_run_resumed_with_resume_ends_equal_to_an_uninterrupted_run(ru
     assert [h["step"] for h in resumed.history] == [4]
     assert resumed.summary["lost_steps"] == 0
     assert torch.equal(flat(serving_weights(resumed)), flat(serving_weights(reference)))
+
+
+@pytest.mark.timeout(300)
+def test_a_new_run_started_from_another_runs_checkpoint_continues_it_with_its_own_lr(runs):
+    """dist.init_from (what Tune's PBT uses): a new run starts from the stopped run's step-3
+    checkpoint. With the same LR it ends equal to the uninterrupted run; with another LR the new
+    LR is the one in effect (the checkpoint's optimiser state carries the old one)."""
+    reference = runs("zero0", "dist.zero_stage=0")
+    stopped = runs("stopped", "dist.zero_stage=2", "train.max_steps=3")
+    source = f"{stopped.run_url}/step_00000003"
+    before = sorted(p.name for p in (runs.storage / "stopped").glob("step_*"))
+
+    warm = runs("warm", "dist.zero_stage=2", f"dist.init_from={source}")
+    assert warm.run_name == "warm" and warm.step == 4 and [h["step"] for h in warm.history] == [4]
+    assert torch.equal(flat(serving_weights(warm)), flat(serving_weights(reference)))
+    assert sorted(p.name for p in (runs.storage / "warm").glob("step_*")) == ["step_00000004"]
+
+    faster = runs("warm-lr", "dist.zero_stage=2", f"dist.init_from={source}", "optim.lr=1e-3")
+    assert faster.step == 4 and faster.metrics["lr/G"] == pytest.approx(1e-3) and faster.metrics["lr/D"] == pytest.approx(1e-3)
+    assert not torch.equal(flat(serving_weights(faster)), flat(serving_weights(reference)))
+    assert sorted(p.name for p in (runs.storage / "stopped").glob("step_*")) == before  # the source is untouched
+
+
+def test_init_from_a_missing_checkpoint_names_the_key(tmp_path):
+    from crossnet_dist.distributed.worker import start_checkpoint
+
+    with pytest.raises(FileNotFoundError, match="dist.init_from.*no checkpoint folder"):
+        start_checkpoint(str(tmp_path / "nope" / "step_00000002"), None)
+    assert start_checkpoint("", None) is None

@@ -3,7 +3,7 @@ DeepSpeed ZeRO-2, the tiny CrossNet on tiny on-disk photo crops) scored on the h
 at every checkpoint.
 
 One local Ray for the module (2 CPUs on 127.0.0.1, dashboard on: it releases the placement groups
-of stopped trials); trial driver 0.01 CPU + 1 worker x 0.5 CPU, one trial at a time. Scored with
+of stopped trials); trial driver 0.01 CPU + 1 worker x 0.5 CPU, one trial at a time (two for PBT). Scored with
 cycle_l1 (cheap) instead of the default fd_efflite0. 1 worker per trial: 2 workers work the same
 way (tests/test_dist_training.py covers them) at about twice the time per trial.
 """
@@ -136,6 +136,90 @@ def test_asha_campaign_of_four_trials_stops_the_worst_and_points_at_the_best(ray
     with torch.no_grad():
         y = method.translate(x, "a2b")
     assert y.shape == x.shape and torch.isfinite(y).all()
+
+
+@pytest.mark.timeout(300)
+def test_pbt_moves_the_worse_trial_onto_the_better_ones_checkpoint_and_values(ray_session, data, tmp_path):
+    """PBT over 2 trials running side by side (8 steps, scored and compared every 2): lr is a grid
+    axis {2e-4, 5e-2} (the 5e-2 trial is far worse), the identity weight is explored. The worse
+    trial continues from the better one's checkpoint, in a new Train run of its own, with the
+    better one's lr and a perturbed identity weight clipped to the searched range."""
+    from crossnet_dist.training.checkpoint import load_translator
+    from crossnet_dist.tuning.campaign import run_campaign
+
+    space = ("tune.space={optim.lr: {type: grid, values: [2.0e-4, 5.0e-2]}, "
+             "loss.crossnet.identity: {type: uniform, low: 2.0, high: 4.0}}")
+    cfg = tune_config(*overrides(data, tmp_path, "pbt", "tune.scheduler=pbt", "tune.num_samples=1",
+                                 "tune.max_concurrent_trials=2", "tune.pbt.quantile_fraction=0.5",
+                                 "tune.pbt.resample_probability=0", space))
+    result = run_campaign(cfg)
+    campaign = tmp_path / "pbt"
+    assert len(result.rows) == 2 and all(r.status == "completed" for r in result.rows), result.rows
+    assert all(r.step == cfg.train.max_steps for r in result.rows)
+    moved = [r for r in result.rows if r.lineage]
+    assert moved, f"PBT moved no trial: {result.rows}"
+    ids = {r.trial_id for r in result.rows}
+    for r in moved:
+        first = json.loads((campaign / "runs" / r.trial_id / "attempts.log").read_text().splitlines()[0].split(" ", 4)[4])
+        assert first["optim.lr"] == 5.0e-2, "the better trial was moved onto the worse one"
+        jump = r.lineage[-1]
+        assert jump["from_trial"] in ids - {r.trial_id} and jump["step"] < cfg.train.max_steps
+        assert r.params["optim.lr"] == 2.0e-4  # the donor's grid value came along
+        assert 2.0 <= r.params["loss.crossnet.identity"] <= 4.0
+        log = (campaign / "runs" / r.trial_id / "attempts.log").read_text()
+        assert f"from {jump['from_trial']} step {jump['step']}" in log
+        # the new Train run continues the donor's step count and exported the trial's generator.pt
+        assert r.run.startswith(f"{r.trial_id}-from-{jump['from_trial']}-")
+        steps = sorted(int(p.name[5:]) for p in (campaign / "runs" / r.run).glob("step_*"))
+        assert steps and steps[0] > jump["step"] and steps[-1] == cfg.train.max_steps
+        summary = json.loads((campaign / "runs" / r.trial_id / "trial.json").read_text())
+        assert summary["run"] == r.run and summary["generator"].endswith(f"runs/{r.run}/generator.pt")
+    assert f"(from {moved[0].lineage[-1]['from_trial']}@" in (campaign / "trials.md").read_text()
+    best = json.loads((campaign / "best" / "best.json").read_text())
+    assert best["trial_id"] == result.best.trial_id
+    source = campaign / "runs" / (result.best.run or best["trial_id"]) / "generator.pt"
+    assert (campaign / "best" / "generator.pt").read_bytes() == source.read_bytes()
+    method, _ = load_translator(campaign / "best" / "generator.pt")
+    x = tiny_batches(1)[0]["a"]
+    with torch.no_grad():
+        assert torch.isfinite(method.translate(x, "a2b")).all()
+
+
+@pytest.mark.timeout(240)
+def test_a_campaign_in_s3_reads_its_data_from_s3_and_serves_its_best_from_s3(ray_session, data, s3_server, s3_prefix):
+    """Bucket -> trials -> best pointer, all in a real S3 server (SeaweedFS on 127.0.0.1): the
+    images are read from S3 by the workers and the scorer, the Tune state, Train runs, table and
+    best pointer are written to S3, and Serve's checkpoint resolver loads the best from there."""
+    import s3fs
+
+    from crossnet_dist.training.checkpoint_source import resolve_checkpoint
+    from crossnet_dist.tuning.campaign import run_campaign
+
+    opts = s3_server.storage_options()
+    fs = s3fs.S3FileSystem(key=opts["key"], secret=opts["secret"], client_kwargs={"endpoint_url": opts["endpoint_url"]})
+    bucket_path = s3_prefix[len("s3://"):]
+    fs.put(f"{data}/", f"{bucket_path}/data/", recursive=True)
+    storage = [f"data.storage.{k}={v}" for k, v in opts.items()]
+    cfg = tune_config(*overrides(f"{s3_prefix}/data", f"{s3_prefix}/runs", "s3-campaign", "tune.scheduler=fifo",
+                                 "tune.num_samples=1", "train.max_steps=4", *storage))
+    result = run_campaign(cfg)
+    assert result.url == f"{s3_prefix}/runs/s3-campaign" and result.best_url == f"{result.url}/best/"
+    (row,) = result.rows
+    assert row.status == "completed" and row.step == 4 and row.value is not None, row
+    stored = fs.ls(f"{bucket_path}/runs/s3-campaign")
+    assert {"trials.csv", "trials.md", "metric_vs_params.png", "campaign.yaml", "best", "runs"} <= \
+        {p.rsplit("/", 1)[-1] for p in stored}
+    assert fs.ls(f"{bucket_path}/runs/s3-campaign/runs/{row.trial_id}/")  # the Train run with its checkpoints
+    resolved = resolve_checkpoint(result.best_url, cfg.data.storage)
+    from crossnet_dist.training.checkpoint import load_translator
+
+    assert resolved.url == f"{result.best_url}generator.pt" and resolved.pointer["best"]["trial_id"] == row.trial_id
+    method, trained = load_translator(resolved.local_path)
+    resolved.discard_copy()
+    assert trained.data.root == f"{s3_prefix}/data"
+    x = tiny_batches(1)[0]["a"]
+    with torch.no_grad():
+        assert torch.isfinite(method.translate(x, "a2b")).all()
 
 
 @pytest.mark.timeout(150)

@@ -17,7 +17,12 @@ def cfg_with(*overrides, path=TUNE_TINY):
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("override, key", [
-    ("tune.scheduler=pbt", "tune.scheduler"),
+    ("tune.scheduler=hyperband", "tune.scheduler"),
+    ("tune.pbt.quantile_fraction=0.6", "tune.pbt.quantile_fraction"),
+    ("tune.pbt.resample_probability=1.5", "tune.pbt.resample_probability"),
+    ("tune.pbt.perturbation_factors=[1.2]", "tune.pbt.perturbation_factors"),
+    ("tune.pbt.perturbation_interval=3", "tune.pbt.perturbation_interval"),  # not a multiple of checkpoint_every=2
+    ("dist.init_from=gs://bucket/run/step_00000002", "dist.init_from"),
     ("tune.searcher=hyperopt", "tune.searcher"),
     ("tune.mode=best", "tune.mode"),
     ("tune.num_samples=0", "tune.num_samples"),
@@ -62,6 +67,55 @@ def test_the_space_is_checked_against_the_config_before_any_trial():
         check_campaign(cfg_with("train.max_steps=0"))
     with pytest.raises(ConfigError, match="use choice instead of grid"):
         cfg_with("tune.searcher=optuna", "tune.space={optim.lr: {type: grid, values: [1.0e-4]}}")
+
+
+@pytest.mark.timeout(60)
+def test_pbt_settings_are_checked_and_become_ray_pbt():
+    from ray.tune.schedulers import PopulationBasedTraining
+
+    from crossnet_dist.tuning.campaign import _scheduler, check_campaign
+
+    with pytest.raises(ConfigError, match="'tune.searcher'.*use searcher=random"):
+        cfg_with("tune.scheduler=pbt", "tune.searcher=optuna")
+    with pytest.raises(ConfigError, match="'tune.space'.*not a grid"):
+        check_campaign(cfg_with("tune.scheduler=pbt", "tune.space={optim.lr: {type: grid, values: [1.0e-4]}}",
+                                path=REPO / "jobs" / "configs" / "tiny.yaml"))
+    with pytest.raises(ConfigError, match="'tune.pbt.perturbation_interval'.*ever perturbed"):
+        check_campaign(cfg_with("tune.scheduler=pbt", "tune.pbt.perturbation_interval=8"))
+    full = cfg_with(path=REPO / "jobs" / "configs" / "tune_pbt.yaml")
+    assert isinstance(_scheduler(full, check_campaign(full)), PopulationBasedTraining)
+    cfg = cfg_with("tune.scheduler=pbt", "tune.pbt.quantile_fraction=0.5")
+    pbt = _scheduler(cfg, check_campaign(cfg))
+    assert isinstance(pbt, PopulationBasedTraining)
+    assert pbt._time_attr == "progress/step" and pbt._perturbation_interval == 2  # = dist.checkpoint_every
+    assert pbt._quantile_fraction == 0.5 and sorted(pbt._hyperparam_mutations) == sorted(
+        f"loss.crossnet.{k}" for k in ("gan", "identity", "cross_translation", "cross_identity", "latent_cycle"))
+
+
+@pytest.mark.timeout(60)
+def test_pbt_mutations_leave_grids_alone_and_perturbations_stay_in_range():
+    from ray.tune.schedulers.pbt import _explore
+
+    from crossnet_dist.tuning.space import ClipToSpace, pbt_mutations
+
+    specs = {
+        "optim.lr": {"type": "grid", "values": [1e-4, 2e-4]},
+        "loss.crossnet.identity": {"type": "uniform", "low": 2.0, "high": 4.0},
+        "model.n_translator_blocks": {"type": "randint", "low": 1, "high": 4},
+        "data.batch_size": {"type": "choice", "values": [2, 4, 8]},
+    }
+    mutations = pbt_mutations(specs)
+    assert sorted(mutations) == ["data.batch_size", "loss.crossnet.identity", "model.n_translator_blocks"]
+    assert mutations["data.batch_size"] == [2, 4, 8]
+    clip = ClipToSpace(specs)
+    assert clip({"loss.crossnet.identity": 4.8, "model.n_translator_blocks": 5, "optim.lr": 9.0}) == \
+        {"loss.crossnet.identity": 4.0, "model.n_translator_blocks": 3, "optim.lr": 9.0}
+    assert clip({"loss.crossnet.identity": 1.6, "model.n_translator_blocks": 0})["loss.crossnet.identity"] == 2.0
+    config = {"optim.lr": 2e-4, "loss.crossnet.identity": 3.9, "model.n_translator_blocks": 3, "data.batch_size": 8}
+    for _ in range(20):  # x1.2 / x0.8 or a neighbouring choice, never out of range; the grid value is kept
+        new, _ = _explore(config, mutations, 0.0, (1.2, 0.8), clip)
+        assert 2.0 <= new["loss.crossnet.identity"] <= 4.0 and 1 <= new["model.n_translator_blocks"] <= 3
+        assert new["data.batch_size"] in (2, 4, 8) and new["optim.lr"] == 2e-4
 
 
 @pytest.mark.timeout(60)

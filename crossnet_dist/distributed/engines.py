@@ -73,6 +73,16 @@ class DeepSpeedOptimizerGroup:
     def lr(self) -> float:
         return float(self.scheduler.get_last_lr()[0])
 
+    def set_base_lr(self, lr: float) -> None:
+        """Sets the schedule's base LR and the current LR it implies (after a restore, which
+        brings the saved run's LR along)."""
+        s = self.scheduler
+        s.base_lrs = [float(lr)] * len(s.base_lrs)
+        lrs = [base * factor(s.last_epoch) for base, factor in zip(s.base_lrs, s.lr_lambdas)]
+        for group, value in zip(s.optimizer.param_groups, lrs):
+            group["lr"] = value
+        s._last_lr = lrs
+
     def state_dict(self) -> dict:
         return {"scheduler": self.scheduler.state_dict()}
 

@@ -31,6 +31,10 @@ class RunStorage:
     def run_url(self, run_name: str, *parts: str) -> str:
         return "/".join([self.url.rstrip("/"), run_name, *parts])
 
+    def url_of(self, fs_path: str) -> str:
+        """A path inside `filesystem` as a URL (what dist.init_from and users take)."""
+        return f"s3://{fs_path.lstrip('/')}" if self.url.startswith("s3://") else fs_path
+
     def run_names(self) -> list[str]:
         """Run folders under the storage path, oldest name first."""
         try:

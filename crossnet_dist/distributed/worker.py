@@ -80,8 +80,9 @@ class WorkerLoop:
         self.step = self.epoch = self.epoch_step = 0
         self.lost_steps = self.restarts = 0
         self.loader = None
-        self.restored = self.restore(ray.train.get_checkpoint())
-        self.last_checkpoint_step = self.step if self.restored else -1
+        own = ray.train.get_checkpoint()  # this run's newest checkpoint, when it resumes
+        self.restored = self.restore(own if own is not None else start_checkpoint(d.init_from, self.cfg.data.storage))
+        self.last_checkpoint_step = self.step if own is not None else -1
         # rank 0 learns from the driver's board whether this group replaces a failed one
         session = (0, 0)
         if self.board is not None and self.rank == 0:
@@ -146,6 +147,8 @@ class WorkerLoop:
             pool.to(self.device)
         self.g_opt.load_state_dict(pos["g_schedule"])
         self.d_opt.load_state_dict(pos["d_schedule"])
+        for group in (self.g_opt, self.d_opt):  # the LR is this run's (PBT may have changed optim.lr)
+            group.set_base_lr(self.cfg.optim.lr)
         torch.set_rng_state(pos["torch_rng"])
         self.step, self.epoch, self.epoch_step = pos["step"], pos["epoch"], pos["epoch_step"]
         self.lost_steps, self.restarts = pos["lost_steps"], pos["restarts"]
@@ -302,6 +305,21 @@ class WorkerLoop:
                 upload_file(local, self.storage.storage_filesystem, target)
         tdist.barrier()
         return target
+
+
+def start_checkpoint(url: str, storage_cfg):
+    """dist.init_from as a Ray Train checkpoint (None when unset); a missing one is an error."""
+    if not url:
+        return None
+    import pyarrow.fs as pafs
+    import ray.train
+
+    from crossnet_dist.distributed.storage import resolve_storage
+
+    where = resolve_storage(url, storage_cfg)
+    if where.filesystem.get_file_info(where.fs_path).type != pafs.FileType.Directory:
+        raise FileNotFoundError(f"config key 'dist.init_from': no checkpoint folder at {where.url}")
+    return ray.train.Checkpoint(path=where.fs_path, filesystem=where.filesystem)
 
 
 def memory_of(group, prefix: str) -> dict[str, float]:

@@ -10,6 +10,10 @@ Layout of a campaign, `<tune.storage_path or dist.storage_path>/<campaign>/` (lo
   best/generator.pt        the serving checkpoint of the best completed trial (`crossnet serve
   best/best.json           --checkpoint <campaign>/best/`), with its config, metric and trial id
 
+Schedulers (tune.scheduler): asha stops trials at rungs on the held-out metric; pbt exploits and
+explores at checkpoints (trial.py: a moved trial continues in a new Train run from its donor's
+checkpoint, runs/<trial>-from-<donor>-<step>/); fifo runs every trial to its end.
+
 Resources. Each trial is a driver (a Tune function trainable reserving tune.trial_cpus, 0.01 by
 default: it only waits on the Train run and scores checkpoints) plus dist.num_workers Ray Train
 workers reserving dist.cpus_per_worker (+ a GPU each with dist.use_gpu). On a small machine keep
@@ -40,7 +44,7 @@ from omegaconf import OmegaConf
 from crossnet_dist.config import ConfigError, config_from_container, to_container
 from crossnet_dist.distributed.storage import RunStorage, resolve_storage, upload_file
 from crossnet_dist.ray_local import connect_ray
-from crossnet_dist.tuning.space import check_space, trial_count, tune_space
+from crossnet_dist.tuning.space import ClipToSpace, check_space, pbt_mutations, trial_count, tune_space
 from crossnet_dist.tuning.trial import RUNS_DIR, run_trial
 
 log = logging.getLogger(__name__)
@@ -50,13 +54,15 @@ CAMPAIGN_CONFIG = "campaign.yaml"
 @dataclass
 class TrialRow:
     trial_id: str
-    status: str  # completed | stopped | errored | not run | no report
+    status: str  # completed | stopped | paused | errored | not run | no report
     params: dict[str, Any]
     value: float | None  # the metric of the trial's last scored checkpoint
     step: int  # last step reported
     seconds: float | None
     error: str = ""
     generator: str | None = None
+    run: str | None = None  # the Train run (under runs/) that exported the trial's generator.pt
+    lineage: list = field(default_factory=list)  # PBT: the donors this trial continued from
 
 
 @dataclass
@@ -88,6 +94,12 @@ def check_campaign(cfg) -> dict[str, dict[str, Any]]:
         if grace >= max_t:
             raise ConfigError(f"config key 'tune.asha.grace_period': must be < the trial length of {max_t} steps "
                               f"(got {grace}; 0 means dist.checkpoint_every)")
+    if t.scheduler == "pbt":
+        if not pbt_mutations(specs):
+            raise ConfigError("config key 'tune.space': PBT needs at least one searched key that is not a grid")
+        if cfg.train.max_steps and (t.pbt.perturbation_interval or cfg.dist.checkpoint_every) >= cfg.train.max_steps:
+            raise ConfigError(f"config key 'tune.pbt.perturbation_interval': must be < train.max_steps "
+                              f"({cfg.train.max_steps}) or no trial is ever perturbed")
     from crossnet_dist.evaluation.config import groups_for_metric
 
     groups_for_metric(t.metric)  # raises ConfigError for an unknown metric
@@ -153,12 +165,24 @@ def _trainable(cfg, base: dict[str, Any], runs_url: str):
     return tune.with_resources(fn, resources)
 
 
-def _scheduler(cfg):
+def _scheduler(cfg, specs):
     t = cfg.tune
     if t.scheduler == "fifo":
         from ray.tune.schedulers import FIFOScheduler
 
         return FIFOScheduler()
+    if t.scheduler == "pbt":
+        from ray.tune.schedulers import PopulationBasedTraining
+
+        p = t.pbt
+        return PopulationBasedTraining(
+            time_attr="progress/step", perturbation_interval=p.perturbation_interval or cfg.dist.checkpoint_every,
+            burn_in_period=p.burn_in, hyperparam_mutations=pbt_mutations(specs),
+            quantile_fraction=p.quantile_fraction, resample_probability=p.resample_probability,
+            perturbation_factors=tuple(p.perturbation_factors), custom_explore_fn=ClipToSpace(specs),
+            synch=p.synch,
+            require_attrs=False,  # reports between checkpoints carry no held-out score: PBT skips them
+        )
     from ray.tune.schedulers import ASHAScheduler
 
     return ASHAScheduler(
@@ -238,7 +262,7 @@ def run_campaign(cfg, address: str | None = None, resume: str | None = None, num
             tuner = tune.Tuner(
                 trainable, param_space=tune_space(specs),
                 tune_config=tune.TuneConfig(
-                    metric=f"eval/{t.metric}", mode=t.mode, scheduler=_scheduler(cfg), search_alg=search_alg,
+                    metric=f"eval/{t.metric}", mode=t.mode, scheduler=_scheduler(cfg, specs), search_alg=search_alg,
                     num_samples=t.num_samples, max_concurrent_trials=max_concurrent, time_budget_s=t.time_budget_s,
                 ),
                 run_config=tune.RunConfig(
@@ -264,8 +288,10 @@ def _status(trial, fs: pafs.FileSystem, run_dir: str) -> tuple[str, str]:
         text = str(err).strip().splitlines() if err is not None else []
         # the cause is the last line of a Ray error ("...Error: message")
         return "errored", next((line.strip() for line in reversed(text) if "Error" in line), text[-1] if text else "error")
-    if trial.status in (Trial.PENDING, Trial.PAUSED):
+    if trial.status == Trial.PENDING or (trial.status == Trial.PAUSED and not trial.last_result):
         return "not run", ""
+    if trial.status == Trial.PAUSED:  # PBT paused it for another trial and the campaign ended first
+        return "paused", ""
     if not trial.last_result or "progress/step" not in trial.last_result:
         return "no report", "the trial never reported: check that its workers could start (resources)"
     if _exists(fs, _join(run_dir, "trial.json")):
@@ -292,6 +318,7 @@ def collect_rows(results, cfg, storage: RunStorage, name: str, specs) -> list[Tr
             trial_id=trial.trial_id, status=status, params={k: trial.config.get(k) for k in specs},
             value=value, step=int(last.get("progress/step", 0)), seconds=float(seconds) if seconds is not None else None,
             error=error, generator=summary.get("generator") if status == "completed" else None,
+            run=summary.get("run", trial.trial_id), lineage=summary.get("lineage", []),
         ))
     return rows
 
@@ -320,6 +347,8 @@ def table_markdown(rows: list[TrialRow], specs, metric: str, best: TrialRow | No
     for r in rows:
         mark = " (best)" if best is not None and r.trial_id == best.trial_id else ""
         status = r.status + (f": {r.error}" if r.error else "")
+        if r.lineage:  # PBT: the trials (and steps) this one continued from
+            status += " (from " + ", ".join(f"{x['from_trial']}@{x['step']}" for x in r.lineage) + ")"
         cells = [r.trial_id + mark, status.replace("|", "/"), *(_fmt(r.params.get(k)) for k in specs), _fmt(r.value),
                  str(r.step), _fmt(r.seconds)]
         lines.append("| " + " | ".join(cells) + " |")
@@ -377,7 +406,7 @@ def summarize(results, cfg, storage: RunStorage, name: str, specs) -> CampaignRe
     _write_bytes(fs, _join(root, files["plot"]), plot_png(rows, specs, t.metric))
     best_url = None
     if best is not None:
-        src = _join(root, RUNS_DIR, best.trial_id, "generator.pt")
+        src = _join(root, RUNS_DIR, best.run or best.trial_id, "generator.pt")
         best_dir = _join(root, "best")
         fs.create_dir(best_dir, recursive=True)
         with tempfile.TemporaryDirectory(prefix="crossnet-tune-best-") as tmp:
@@ -389,7 +418,8 @@ def summarize(results, cfg, storage: RunStorage, name: str, specs) -> CampaignRe
         pointer = {
             "campaign": name, "trial_id": best.trial_id, "metric": t.metric, "mode": t.mode, "value": best.value,
             "split": t.split, "step": best.step, "params": best.params,
-            "source": storage.run_url(name, RUNS_DIR, best.trial_id, "generator.pt"),
+            "source": storage.run_url(name, RUNS_DIR, best.run or best.trial_id, "generator.pt"),
+            "lineage": best.lineage,
             "config": to_container(trial_config(to_container(cfg), best.params)),
         }
         _write_bytes(fs, _join(best_dir, "best.json"), json.dumps(pointer, indent=2, sort_keys=True).encode())

@@ -99,6 +99,34 @@ def tune_space(specs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return space
 
 
+def pbt_mutations(specs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """PBT's hyperparam_mutations: every searched key but grid entries (a grid is a fixed axis of
+    the population, not something to explore). Ranges resample from their distribution; choices
+    move to a neighbouring value."""
+    space = tune_space({k: s for k, s in specs.items() if s["type"] != "grid"})
+    return {k: (list(specs[k]["values"]) if specs[k]["type"] == "choice" else v) for k, v in space.items()}
+
+
+class ClipToSpace:
+    """PBT's custom_explore_fn: a perturbed value (x 1.2 or x 0.8) is clipped back into its
+    searched range, so PBT explores only what the campaign declared."""
+
+    def __init__(self, specs: dict[str, dict[str, Any]]):
+        self.bounds = {}
+        for key, spec in specs.items():
+            if spec["type"] in ("uniform", "loguniform", "quniform"):
+                self.bounds[key] = (float(spec["low"]), float(spec["high"]))
+            elif spec["type"] == "randint":
+                self.bounds[key] = (int(spec["low"]), int(spec["high"]) - 1)
+
+    def __call__(self, config: dict[str, Any]) -> dict[str, Any]:
+        for key, (low, high) in self.bounds.items():
+            if key in config:
+                value = min(max(_plain(config[key]), low), high)
+                config[key] = int(round(value)) if isinstance(low, int) else value
+        return config
+
+
 def trial_count(specs: dict[str, dict[str, Any]], num_samples: int) -> int:
     grid = math.prod(len(s["values"]) for s in specs.values() if s["type"] == "grid")
     return num_samples * grid

@@ -13,18 +13,31 @@ What Tune sees, in order:
   report is passed on only after `fit()` returned, i.e. after generator.pt is exported, so a
   scheduler decision on it can never cut the export short.
 
-Files, in `<campaign>/runs/<trial_id>/` (the Train run folder): the Train checkpoints,
-generator.pt (the serving export of a trial that ran to its end), attempts.log (one line per
-start of this trial's driver: a resumed campaign does not restart finished trials) and trial.json
-(written when the trial completed: params, final metrics, seconds).
+Every scored report carries a Tune checkpoint: a pointer (pointer.json) to the Train checkpoint
+it scored, not a copy of it. When Tune restarts the trial from a checkpoint (a resumed campaign, a
+trial PBT paused, or PBT's exploit step, which hands the trial another trial's checkpoint) the
+driver reads the pointer:
+- its own checkpoint: the same Train run continues (Ray Train resumes it from its newest checkpoint);
+- another trial's (PBT exploit): a new Train run of this trial, `<trial_id>-from-<donor>-<step>`,
+  starts from the donor's checkpoint (dist.init_from) with this trial's new values. Under PBT the
+  Train runs keep every checkpoint (dist.keep_checkpoints=0): a donor's must outlive its clones.
+
+Files, in `<campaign>/runs/<trial_id>/` (the trial's first Train run folder): the Train
+checkpoints, generator.pt (the serving export of a trial that ran to its end without PBT moving
+it), attempts.log (one line per start of this trial's driver: a resumed campaign does not restart
+finished trials; a PBT restart names its donor) and trial.json (written when the trial completed:
+params, final metrics, seconds, `run` (the Train run that exported its generator.pt) and, after
+PBT exploits, `lineage`: the donors and the values taken at each).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from ray.train.v2.api.callback import UserCallback
@@ -58,6 +71,37 @@ def _write_text(filesystem, path: str, text: str, append: bool = False) -> None:
         f.write(old + text.encode())
 
 
+POINTER = "pointer.json"
+
+
+def read_pointer(checkpoint) -> dict[str, Any] | None:
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        return json.loads((Path(folder) / POINTER).read_text())
+
+
+def report_scored(metrics: dict[str, Any], pointer: dict[str, Any]) -> None:
+    from ray import tune
+
+    with tempfile.TemporaryDirectory(prefix="crossnet-tune-pointer-") as tmp:
+        (Path(tmp) / POINTER).write_text(json.dumps(pointer, indent=2, sort_keys=True))
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+def choose_run(trial_id: str, pointer: dict[str, Any] | None, storage) -> tuple[str, str, list]:
+    """(Train run name, dist.init_from, lineage) of this start of the trial."""
+    if pointer is None:
+        return trial_id, "", []
+    if pointer["trial_id"] == trial_id:
+        return pointer["run"], "", list(pointer.get("lineage", []))
+    run = f"{trial_id}-from-{pointer['trial_id']}-{int(pointer['step']):08d}"
+    k = 1
+    while storage.exists(run if k == 1 else f"{run}-{k}"):
+        k += 1
+    return (run if k == 1 else f"{run}-{k}"), pointer["checkpoint"], list(pointer.get("lineage", []))
+
+
 def run_trial(config: dict[str, Any], base: dict[str, Any], runs_url: str) -> None:
     """The Tune trainable. `config`: {config key: value} of this trial; `base`: the campaign's
     config (a plain dict); `runs_url`: where the trials' Train runs go (`<campaign>/runs`)."""
@@ -75,12 +119,25 @@ def run_trial(config: dict[str, Any], base: dict[str, Any], runs_url: str) -> No
     params = {k: _plain(v) for k, v in config.items()}
     cfg = trial_config(base, params)  # a refused value fails this trial only, naming the key
     storage = resolve_storage(runs_url, cfg.data.storage)
+    pointer = read_pointer(tune.get_checkpoint())
+    run, init_from, lineage = choose_run(trial_id, pointer, storage)
+    # seconds of training behind this trial's model: earlier starts, and a PBT donor's time before the clone
+    before = float(pointer.get("seconds", 0.0)) if pointer is not None else 0.0
+    if init_from:
+        lineage.append({"from_trial": pointer["trial_id"], "from_run": pointer["run"], "step": int(pointer["step"]),
+                        "params": params})
+        cfg.dist.init_from = init_from
+    if cfg.tune.scheduler == "pbt":
+        cfg.dist.keep_checkpoints = 0
     run_dir = f"{storage.fs_path}/{trial_id}"
+    how = f"from {pointer['trial_id']} step {pointer['step']} ({init_from})" if init_from else \
+        ("resume" if pointer is not None else "start")
     _write_text(storage.filesystem, f"{run_dir}/attempts.log",
-                f"{time.strftime('%Y-%m-%dT%H:%M:%S')} start {json.dumps(params, sort_keys=True)}\n", append=True)
+                f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {how} run {run} {json.dumps(params, sort_keys=True)}\n",
+                append=True)
 
     channel = Queue(actor_options={"num_cpus": 0})
-    trainer = build_trainer(cfg, trial_id, storage, board=None, callbacks=[ForwardReports(channel)])
+    trainer = build_trainer(cfg, run, storage, board=None, callbacks=[ForwardReports(channel)])
     outcome: dict[str, Any] = {}
 
     def fit() -> None:
@@ -89,9 +146,16 @@ def run_trial(config: dict[str, Any], base: dict[str, Any], runs_url: str) -> No
         except BaseException as err:  # noqa: BLE001 (re-raised in the trial driver)
             outcome["error"] = err
 
+    def send(item: tuple[dict[str, Any], dict[str, Any] | None]) -> None:
+        metrics, ptr = item
+        if ptr is None:
+            tune.report(metrics)
+        else:
+            report_scored(metrics, ptr)
+
     thread = threading.Thread(target=fit, name=f"fit-{trial_id}", daemon=True)
     thread.start()
-    held: dict[str, Any] | None = None
+    held: tuple[dict[str, Any], dict[str, Any] | None] | None = None
     last: dict[str, Any] = {}
     scored = 0
     while True:
@@ -105,26 +169,29 @@ def run_trial(config: dict[str, Any], base: dict[str, Any], runs_url: str) -> No
             except Empty:
                 break
         step = int(metrics.get("progress/step", 0))
+        ptr = None
         if checkpoint is not None:
             metrics.update(score_checkpoint(checkpoint, storage.filesystem, cfg, step))
-            metrics["eval/seconds_total"] = time.time() - t0
+            metrics["eval/seconds_total"] = before + time.time() - t0
             scored += 1
+            ptr = {"trial_id": trial_id, "run": run, "step": step, "checkpoint": storage.url_of(checkpoint),
+                   "lineage": lineage, "seconds": before + time.time() - t0}
         if held is not None:
-            tune.report(held)
-        held, last = metrics, metrics
+            send(held)
+        held, last = (metrics, ptr), metrics
     thread.join()
     if "error" in outcome:
         if held is not None:
-            tune.report(held)  # how far the trial got before it crashed
+            send(held)  # how far the trial got before it crashed
         raise outcome["error"]
     if held is None:
         raise RuntimeError(f"trial {trial_id}: the training run ended without a report")
     summary = {
         "trial_id": trial_id, "params": params, "metric": cfg.tune.metric,
         "value": last.get(f"eval/{cfg.tune.metric}"), "step": int(last.get("progress/step", 0)),
-        "seconds": time.time() - t0, "checkpoints_scored": scored,
-        "generator": f"{storage.run_url(trial_id, 'generator.pt')}",
+        "seconds": before + time.time() - t0, "checkpoints_scored": scored, "run": run, "lineage": lineage,
+        "generator": f"{storage.run_url(run, 'generator.pt')}",
     }
     _write_text(storage.filesystem, f"{run_dir}/trial.json", json.dumps(summary, indent=2, sort_keys=True))
-    tune.report(held)  # the last report, after generator.pt and trial.json exist
+    send(held)  # the last report, after generator.pt and trial.json exist
     ray.kill(channel.actor)
