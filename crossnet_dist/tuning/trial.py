@@ -2,10 +2,10 @@
 (`build_trainer`, the same workers/DeepSpeed/checkpoints as `crossnet train`) for the trial's
 config, fits it, and reports to Tune.
 
-What Tune sees, in order:
-- every report the workers make (every train.log_every steps: the training losses, `progress/step`);
-- at every checkpoint (every dist.checkpoint_every steps, and the last step), the same report plus
-  the held-out score of that checkpoint: `eval/<tune.metric>` (and its siblings, `eval/step`).
+What Tune sees, in order: the workers' report at every checkpoint (every dist.checkpoint_every
+steps, and the last step; the training losses of the last train.log_every window, `progress/step`)
+plus the held-out score of that checkpoint: `eval/<tune.metric>` (and its siblings, `eval/step`).
+(Between checkpoints the workers' metrics go to TensorBoard/Prometheus, not through Ray Train.)
   The trial driver computes it (scoring.score_checkpoint) while the workers train on, so a
   scheduler's decision at a rung uses the held-out metric of a real checkpoint at that step, never
   a training-loss proxy (training losses are not comparable across loss weights).
@@ -153,11 +153,18 @@ def run_trial(config: dict[str, Any], base: dict[str, Any], runs_url: str) -> No
         else:
             report_scored(metrics, ptr)
 
+    def scored(metrics: dict[str, Any], checkpoint: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        step = int(metrics.get("progress/step", 0))
+        metrics.update(score_checkpoint(checkpoint, storage.filesystem, cfg, step))
+        metrics["eval/seconds_total"] = before + time.time() - t0
+        return metrics, {"trial_id": trial_id, "run": run, "step": step, "checkpoint": storage.url_of(checkpoint),
+                         "lineage": lineage, "seconds": before + time.time() - t0}
+
     thread = threading.Thread(target=fit, name=f"fit-{trial_id}", daemon=True)
     thread.start()
     held: tuple[dict[str, Any], dict[str, Any] | None] | None = None
     last: dict[str, Any] = {}
-    scored = 0
+    n_scored = 0
     while True:
         try:
             metrics, checkpoint = channel.get(timeout=0.5)
@@ -168,14 +175,10 @@ def run_trial(config: dict[str, Any], base: dict[str, Any], runs_url: str) -> No
                 metrics, checkpoint = channel.get_nowait()
             except Empty:
                 break
-        step = int(metrics.get("progress/step", 0))
         ptr = None
         if checkpoint is not None:
-            metrics.update(score_checkpoint(checkpoint, storage.filesystem, cfg, step))
-            metrics["eval/seconds_total"] = before + time.time() - t0
-            scored += 1
-            ptr = {"trial_id": trial_id, "run": run, "step": step, "checkpoint": storage.url_of(checkpoint),
-                   "lineage": lineage, "seconds": before + time.time() - t0}
+            metrics, ptr = scored(metrics, checkpoint)
+            n_scored += 1
         if held is not None:
             send(held)
         held, last = (metrics, ptr), metrics
@@ -185,11 +188,18 @@ def run_trial(config: dict[str, Any], base: dict[str, Any], runs_url: str) -> No
             send(held)  # how far the trial got before it crashed
         raise outcome["error"]
     if held is None:
-        raise RuntimeError(f"trial {trial_id}: the training run ended without a report")
+        # The Train run had already reached its end: PBT may pause a trial at its last report and
+        # start it again. Its last checkpoint is reported again, so Tune sees the trial end.
+        final = outcome["result"].checkpoint
+        if final is None:
+            raise RuntimeError(f"trial {trial_id}: the training run ended without a report")
+        step = int(final.path.rstrip("/").rsplit("_", 1)[-1])  # <run>/step_XXXXXXXX
+        held = scored({"progress/step": float(step)}, final.path)
+        last = held[0]
     summary = {
         "trial_id": trial_id, "params": params, "metric": cfg.tune.metric,
         "value": last.get(f"eval/{cfg.tune.metric}"), "step": int(last.get("progress/step", 0)),
-        "seconds": before + time.time() - t0, "checkpoints_scored": scored, "run": run, "lineage": lineage,
+        "seconds": before + time.time() - t0, "checkpoints_scored": n_scored, "run": run, "lineage": lineage,
         "generator": f"{storage.run_url(run, 'generator.pt')}",
     }
     _write_text(storage.filesystem, f"{run_dir}/trial.json", json.dumps(summary, indent=2, sort_keys=True))
