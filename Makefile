@@ -56,7 +56,7 @@ bench-train: setup
 
 # One combined table of ratios vs baselines measured in the same run (~3.5 min on 2 CPUs): trainer overhead
 # vs a bare loop, FLOP/s vs the mm peak, step optimisations, 1 vs 2 workers vs the scaling model, ZeRO memory.
-# BENCH_ARGS: --skip-memory (no ZeRO-2/3 runs), --skip-dist (no Ray), --with-loader, --with-serve.
+# BENCH_ARGS: --skip-memory (no ZeRO-2/3 runs), --skip-dist (no Ray), --skip-loader, --skip-serve.
 bench: setup
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 

@@ -87,6 +87,25 @@ def build_dataset(folder: Path, limit: int) -> tuple[str, int]:
     return name, side
 
 
+def measure(limit: int = 400, batch_size: int = 4, image_size: int = 64, workers=(0, 2), backend: str = "seaweedfs",
+            seconds: float = 5.0, train_steps: int = 3) -> dict:
+    """{"name", "side", "endpoint", "rows": [(workers, disk img/s, S3 img/s, n disk, n S3)], "train": img/s}."""
+    with tempfile.TemporaryDirectory(prefix="crossnet-bench-") as tmp:
+        local = Path(tmp) / "data"
+        name, side = build_dataset(local, limit)
+        with S3Server(Path(tmp) / "s3", backend=backend, buckets=["bench"]) as server:
+            storage = server.storage_options()
+            upload(local, "s3://bench/data", storage)
+            rows = []
+            for n in workers:
+                disk, n_disk = loader_rate(str(local), {}, image_size, batch_size, n, seconds)
+                s3, n_s3 = loader_rate("s3://bench/data", storage, image_size, batch_size, n, seconds)
+                rows.append((n, disk, s3, n_disk, n_s3))
+            endpoint = server.endpoint_url
+        train = training_rate(image_size, batch_size, train_steps, seconds * 4)
+    return {"name": name, "side": side, "endpoint": endpoint, "rows": rows, "train": train}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, default=400, help="images per domain in the data set")
@@ -98,26 +117,14 @@ def main() -> int:
     parser.add_argument("--train-steps", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-
-    with tempfile.TemporaryDirectory(prefix="crossnet-bench-") as tmp:
-        local = Path(tmp) / "data"
-        name, side = build_dataset(local, args.limit)
-        with S3Server(Path(tmp) / "s3", backend=args.backend, buckets=["bench"]) as server:
-            storage = server.storage_options()
-            upload(local, "s3://bench/data", storage)
-            print(f"data set: {name} ({side}px originals, --limit {args.limit}), loaded at {args.image_size}px, "
-                  f"batch {args.batch_size}; S3: {args.backend} at {server.endpoint_url}; {os.cpu_count()} CPUs")
-            rows = []
-            for workers in args.workers:
-                disk, n_disk = loader_rate(str(local), {}, args.image_size, args.batch_size, workers, args.seconds)
-                s3, n_s3 = loader_rate("s3://bench/data", storage, args.image_size, args.batch_size, workers, args.seconds)
-                rows.append((workers, disk, s3, n_disk, n_s3))
-        train = training_rate(args.image_size, args.batch_size, args.train_steps, args.seconds * 4)
-
+    r = measure(args.limit, args.batch_size, args.image_size, args.workers, args.backend, args.seconds, args.train_steps)
+    print(f"data set: {r['name']} ({r['side']}px originals, --limit {args.limit}), loaded at {args.image_size}px, "
+          f"batch {args.batch_size}; S3: {args.backend} at {r['endpoint']}; {os.cpu_count()} CPUs")
     print()
     print(f"{'workers':>7} | {'disk img/s':>10} | {'S3 img/s':>9} | {'S3/disk':>7} | {'disk/train':>10} | {'S3/train':>8}")
     print("-" * 68)
-    for workers, disk, s3, n_disk, n_s3 in rows:
+    train = r["train"]
+    for workers, disk, s3, n_disk, n_s3 in r["rows"]:
         print(f"{workers:>7} | {disk:>10.0f} | {s3:>9.0f} | {s3 / disk:>7.2f} | {disk / train:>10.1f} | {s3 / train:>8.1f}")
     print(f"\none tiny CrossNet training step (G + D, forward + backward, {args.image_size}px, batch {args.batch_size}) "
           f"consumes {train:.1f} images/s")

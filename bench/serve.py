@@ -112,15 +112,10 @@ def load(url: str, data: bytes, clients: int, requests: int, timeout_s: float) -
             "rps": len(latencies) / elapsed, "n": len(latencies), "failed": failures}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", default=None, help="generator.pt (default: train a tiny CrossNet for 2 steps)")
-    parser.add_argument("--requests", type=int, default=160, help="requests per concurrency level (bounded)")
-    parser.add_argument("--level-timeout", type=float, default=30.0, help="seconds at most per level")
-    parser.add_argument("--input-size", type=int, default=64, help="side of the square PNG sent")
-    parser.add_argument("--max-batch-size", type=int, default=16)
-    args = parser.parse_args()
-
+def measure(checkpoint: str | None = None, requests: int = 160, level_timeout: float = 30.0, input_size: int = 64,
+            max_batch_size: int = 16) -> dict:
+    """{"checkpoint", "bare": {p50, p99, rps}, "rows": [(app, clients, {p50, p99, rps, n, failed})],
+    "batch": {metric: value}} for the batched and unbatched apps at 1, 4 and 16 clients."""
     import ray
     from ray import serve
     from ray.serve import RunTarget
@@ -131,15 +126,12 @@ def main() -> int:
     from crossnet_dist.storage.ports import free_port
 
     workdir = Path(tempfile.mkdtemp(prefix="crossnet-bench-serve-"))
-    checkpoint = Path(args.checkpoint) if args.checkpoint else tiny_checkpoint(workdir)
-    data = input_png(args.input_size)
-    print(f"model: {checkpoint}{' (tiny CrossNet, 32x32, 2 training steps)' if not args.checkpoint else ''}; "
-          f"input {args.input_size}x{args.input_size} PNG; {os.cpu_count()} CPUs")
-
+    checkpoint = Path(checkpoint) if checkpoint else tiny_checkpoint(workdir)
+    data = input_png(input_size)
     bare = bare_model(checkpoint, data, repeats=100)
     port = free_port()
-    settings = ["serve.cpus_per_replica=1", f"serve.max_ongoing_requests={max(32, args.max_batch_size)}", "serve.max_queued_requests=-1"]
-    batched = load_config(None, [*settings, f"serve.max_batch_size={args.max_batch_size}", "serve.batch_wait_timeout_s=0.005"]).serve
+    settings = ["serve.cpus_per_replica=1", f"serve.max_ongoing_requests={max(32, max_batch_size)}", "serve.max_queued_requests=-1"]
+    batched = load_config(None, [*settings, f"serve.max_batch_size={max_batch_size}", "serve.batch_wait_timeout_s=0.005"]).serve
     unbatched = load_config(None, [*settings, "serve.max_batch_size=1"]).serve
     connect_ray(num_cpus=4)
     try:
@@ -153,12 +145,27 @@ def main() -> int:
             wait_ready(url, None, 120)
             load(url, data, 4, 20, 10)  # warm-up
             for clients in CONCURRENCY:
-                rows.append((name, clients, load(url, data, clients, args.requests, args.level_timeout)))
+                rows.append((name, clients, load(url, data, clients, requests, level_timeout)))
         batch_line = [line for line in urllib.request.urlopen(f"{base}/batched/metrics").read().decode().splitlines()
                       if line.startswith(("crossnet_serve_batch_size_sum", "crossnet_serve_batch_size_count"))]
     finally:
         ray.shutdown()
+    return {"checkpoint": checkpoint, "bare": bare, "rows": rows,
+            "batch": {line.split()[0]: float(line.split()[1]) for line in batch_line}}
 
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", default=None, help="generator.pt (default: train a tiny CrossNet for 2 steps)")
+    parser.add_argument("--requests", type=int, default=160, help="requests per concurrency level (bounded)")
+    parser.add_argument("--level-timeout", type=float, default=30.0, help="seconds at most per level")
+    parser.add_argument("--input-size", type=int, default=64, help="side of the square PNG sent")
+    parser.add_argument("--max-batch-size", type=int, default=16)
+    args = parser.parse_args()
+    r = measure(args.checkpoint, args.requests, args.level_timeout, args.input_size, args.max_batch_size)
+    bare, rows = r["bare"], r["rows"]
+    print(f"model: {r['checkpoint']}{' (tiny CrossNet, 32x32, 2 training steps)' if not args.checkpoint else ''}; "
+          f"input {args.input_size}x{args.input_size} PNG; {os.cpu_count()} CPUs")
     print(f"\nbare model (in process, sequential): p50 {bare['p50'] * 1e3:.1f} ms  p99 {bare['p99'] * 1e3:.1f} ms  "
           f"{bare['rps']:.0f} img/s")
     print(f"\n{'mode':<10} {'clients':>7} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>7} "
@@ -170,7 +177,7 @@ def main() -> int:
               f"{result['rps']:>7.1f} {result['p50'] / bare['p50']:>9.2f} {result['rps'] / bare['rps']:>13.2f} {versus:>24}")
         if result["failed"]:
             print(f"  ({result['failed']} requests failed)")
-    values = {line.split()[0]: float(line.split()[1]) for line in batch_line}
+    values = r["batch"]
     if values.get("crossnet_serve_batch_size_count"):
         print(f"\nbatched app: mean batch size {values['crossnet_serve_batch_size_sum'] / values['crossnet_serve_batch_size_count']:.2f}"
               f" over {values['crossnet_serve_batch_size_count']:.0f} batches")

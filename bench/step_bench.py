@@ -57,14 +57,18 @@ def build(cfg, channels_last: bool = False):
     return method, g_opt, d_opt, pools
 
 
-def bare_loop(cfg, steps: int, warmup: int = 3, sync_metrics_every_step: bool = True,
+def bare_loop(cfg, steps: int, warmup: int = 3, sync_metrics_every_step: bool = False,
               channels_last: bool = False) -> list[float]:
     """A bare PyTorch loop: the same networks, losses, image pools and torch Adam (foreach) as the
-    trainers, no project optimiser wrapper, no DeepSpeed, no Ray. Returns per-step wall times (s)."""
+    trainers, no project optimiser wrapper, no DeepSpeed, no Ray. Returns per-step wall times (s).
+    Loss terms are summed as tensors and read once at the end, as the trainers do (LossWindow);
+    sync_metrics_every_step=True is the old way: float() of every term, every step."""
     method, g_opt, d_opt, pools = build(cfg, channels_last)
     data = batches(cfg)
     method.train()
-    times, sums, pending = [], {}, []
+    from crossnet_dist.training.loss_window import LossWindow
+
+    times, sums, window = [], {}, LossWindow()
     for i in range(warmup + steps):
         b = data[i % len(data)]
         x_a, x_b = b["a"], b["b"]
@@ -85,16 +89,14 @@ def bare_loop(cfg, steps: int, warmup: int = 3, sync_metrics_every_step: bool = 
         d_out.loss.backward()
         d_opt.step()
         terms = {**{k: v.detach() for k, v in g_out.terms.items()}, **{k: v.detach() for k, v in d_out.terms.items()}}
-        if sync_metrics_every_step:  # what the trainers do: float() of every metric, every step
+        if sync_metrics_every_step:  # before: float() of every term, every step (a device sync each)
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
-        else:  # deferred: keep tensors, convert once per log interval (here: at the end)
-            pending.append(terms)
+        else:  # the trainers now: tensors summed on the device, read once per log window
+            window.add(terms)
         if i >= warmup:
             times.append(time.perf_counter() - t0)
-    if pending:
-        keys = sorted(pending[0])
-        torch.stack([torch.stack([p[k] for p in pending]).double().sum() for k in keys]).tolist()
+    window.means()
     return times
 
 
@@ -159,7 +161,7 @@ def main() -> None:
     cfg = bench_config()
     flops = step_flops(cfg)
     peak = matmul_peak()
-    res = ab(cfg, args.steps, {"baseline": {}, "deferred_metrics": {"sync_metrics_every_step": False},
+    res = ab(cfg, args.steps, {"baseline": {}, "sync_every_step": {"sync_metrics_every_step": True},
                                "channels_last": {"channels_last": True}})
     out = {"threads": args.threads, "flops": flops, "peak": peak, "step_s": res}
     print(json.dumps(out, indent=1))

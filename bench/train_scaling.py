@@ -2,12 +2,14 @@
 DeepSpeed ZeRO 0/2/3 (parameters, gradients, optimiser state), each printed as a ratio against a
 baseline measured in the same run.
 
-    python bench/train_scaling.py [--steps 12] [--gen-channels 16] [--image-size 32] [--batch-size 4]
+    python bench/train_scaling.py [--steps 24] [--log-every 4] [--gen-channels 16] [--image-size 32] [--batch-size 4]
 
 Runs on a local Ray bound to 127.0.0.1 (or RAY_ADDRESS), CPU (fp32, gloo) unless --gpu. Data: fixed
 in-memory batches (tests/dist_fixtures.py), so the numbers are about training, not data loading.
-Step time = median of the per-step wall times workers report (first 2 steps and checkpoint steps
-excluded); memory = bytes held by rank 0 after its first step (see crossnet_dist/distributed/engines.py).
+Step time = wall time between rank 0's first report and its last (perf/elapsed_s) / the steps between:
+everything a training step costs in the trainer, the reports every train.log_every steps included
+(the first window, with warm-up, and the final checkpoint excluded); memory = bytes held by rank 0
+after its first step (see crossnet_dist/distributed/engines.py).
 """
 
 from __future__ import annotations
@@ -34,25 +36,30 @@ def run(label: str, storage: str, args, workers: int, stage: int) -> dict:
     cfg = load_config(REPO / "jobs" / "configs" / "tiny.yaml", [
         f"model.image_size={args.image_size}", f"data.load_size={args.image_size}",
         f"model.gen_channels={args.gen_channels}", f"model.disc_channels={args.gen_channels}",
-        f"data.batch_size={args.batch_size}", f"train.max_steps={args.steps}", "train.log_every=1",
+        f"data.batch_size={args.batch_size}", f"train.max_steps={args.steps}", f"train.log_every={args.log_every}",
         "train.progress=false", f"dist.num_workers={workers}", f"dist.zero_stage={stage}",
         f"dist.use_gpu={args.gpu}", f"dist.storage_path={storage}", f"dist.run_name={label}",
         f"dist.checkpoint_every={args.steps}", "dist.zero3_persistence_threshold=0",
         "dist.loader=tests.dist_fixtures:memory_loader", "dist.max_failures=0",
     ])
     result = train_distributed(cfg, progress=False)
-    times = [h["perf/step_time_s"] for h in result.history if 2 < h["step"] < args.steps]
+    first, last = result.history[0], result.history[-1]
+    if last["step"] <= first["step"]:
+        raise ValueError(f"--steps {args.steps} must cover at least two reports (--log-every {args.log_every})")
+    step_s = (last["perf/elapsed_s"] - first["perf/elapsed_s"]) / (last["step"] - first["step"])
     mem = result.summary["memory"]
-    out = {"step_s": statistics.median(times), "images_per_step": workers * args.batch_size}
+    out = {"step_s": step_s, "images_per_step": workers * args.batch_size,
+           "window_median_s": statistics.median(h["perf/step_time_s"] for h in result.history[1:])}
     for kind in ("param", "grad", "optim_state", "master"):
         out[kind] = mem[f"mem/G_{kind}_bytes"] + mem[f"mem/D_{kind}_bytes"]
-    print(f"  {label}: median step {out['step_s'] * 1000:.0f} ms over {len(times)} steps", flush=True)
+    print(f"  {label}: {out['step_s'] * 1000:.1f} ms per step over steps {first['step']}-{last['step']}", flush=True)
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=24)
+    parser.add_argument("--log-every", type=int, default=4)
     parser.add_argument("--gen-channels", type=int, default=16)
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=4, help="per worker")

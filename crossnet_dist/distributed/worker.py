@@ -27,6 +27,7 @@ from crossnet_dist.config import config_from_container, to_container
 from crossnet_dist.image_pool import ImagePool
 from crossnet_dist.methods import build_method
 from crossnet_dist.training.checkpoint import atomic_save
+from crossnet_dist.training.loss_window import LossWindow
 from crossnet_dist.training.seed import seed_everything
 from crossnet_dist.training.step import train_step
 
@@ -190,8 +191,6 @@ class WorkerLoop:
             yield batch
 
     def run(self) -> dict[str, Any]:
-        import ray.train
-
         cfg, d = self.cfg, self.cfg.dist
         factory = load_factory(d.loader)
         loader = factory(cfg.data, image_size=cfg.model.image_size, seed=cfg.train.seed, rank=self.rank,
@@ -205,8 +204,9 @@ class WorkerLoop:
         fail_here = d.fail_at_step > 0 and self.rank == d.fail_rank and self.session_restarts == 0 and not self.restored
 
         self.method.train()
-        window = {"t0": time.perf_counter(), "steps": 0, "images": 0, "wait": 0.0}
-        sums: dict[str, float] = {}
+        self.t_start = time.perf_counter()
+        window = {"t0": self.t_start, "steps": 0, "images": 0, "wait": 0.0}
+        losses = LossWindow()
         self.g_opt.measure_grads = self.d_opt.measure_grads = True
         done = max_steps is not None and self.step >= max_steps
         last: dict[str, float] = {}
@@ -218,9 +218,7 @@ class WorkerLoop:
                 window["wait"] += time.perf_counter() - t_wait
                 x_a = batch["a"].to(self.device, dtype=self.dtype, non_blocking=True)
                 x_b = batch["b"].to(self.device, dtype=self.dtype, non_blocking=True)
-                terms = train_step(self.method, x_a, x_b, self.g_opt, self.d_opt, self.pools)
-                for k, v in terms.items():
-                    sums[k] = sums.get(k, 0.0) + float(v)
+                losses.add(train_step(self.method, x_a, x_b, self.g_opt, self.d_opt, self.pools))
                 self.step += 1
                 self.epoch_step += 1
                 window["steps"] += 1
@@ -235,12 +233,14 @@ class WorkerLoop:
                     os.kill(os.getpid(), signal.SIGKILL)
                 done = max_steps is not None and self.step >= max_steps
                 if self.step % log_every == 0 or self.step % ckpt_every == 0 or done:
-                    last = self._metrics(sums, window)
-                    sums = {}
+                    last = self._metrics(losses, window)
+                    losses.reset()
                     if self.step % ckpt_every == 0 or done:
                         self.save_and_report(last)
-                    else:
-                        ray.train.report(last)  # a barrier: every rank reports at the same steps
+                    # Between checkpoints the metrics go to the driver's board and the telemetry
+                    # only (in _metrics), not through ray.train.report: Ray Train's controller takes
+                    # one report per worker per poll (every 2 s), so a report while the previous one
+                    # waits blocks training (3x the step time at log_every=4 on the tiny model).
                     window = {"t0": time.perf_counter(), "steps": 0, "images": 0, "wait": 0.0}
                 if done:
                     break
@@ -253,7 +253,7 @@ class WorkerLoop:
                 continue
             break
         if self.last_checkpoint_step != self.step:  # the schedule ended between checkpoints
-            last = self._metrics(sums, window) if window["steps"] else (last or self._metrics({}, window))
+            last = self._metrics(losses, window) if window["steps"] else (last or self._metrics(LossWindow(), window))
             self.save_and_report(last)
         generator = self.export()
         self.telemetry.close()
@@ -263,8 +263,9 @@ class WorkerLoop:
             "world_size": self.world, "zero_stage": d.zero_stage,
         }
 
-    def _metrics(self, sums: dict[str, float], window: dict[str, float]) -> dict[str, float]:
-        keys = sorted(sums)
+    def _metrics(self, losses: LossWindow, window: dict[str, float]) -> dict[str, float]:
+        means = losses.means()  # the window's one host-device sync of the loss terms
+        keys = sorted(means)
         n = max(window["steps"], 1)
         elapsed = time.perf_counter() - window["t0"]
         # the data pipeline's counters since this worker group started (images read, skipped, ...)
@@ -272,7 +273,7 @@ class WorkerLoop:
         data = stats.as_metrics("data/") if hasattr(stats, "as_metrics") else {}
         data_keys = sorted(data)
         # mean loss over the window and over ranks; images and data counters summed over ranks
-        reduced = self._all_reduce([sums[k] / n for k in keys] + [data[k] for k in data_keys] + [window["images"]])
+        reduced = self._all_reduce([means[k] for k in keys] + [data[k] for k in data_keys] + [window["images"]])
         (elapsed_max, wait_max) = self._all_reduce([elapsed, window["wait"]], op=tdist.ReduceOp.MAX)
         metrics = {k: v / self.world for k, v in zip(keys, reduced[: len(keys)])}
         metrics.update(zip(data_keys, reduced[len(keys):-1]))
@@ -280,6 +281,7 @@ class WorkerLoop:
             "progress/step": float(self.step), "progress/epoch": float(self.epoch),
             "perf/images_per_s": reduced[-1] / max(elapsed_max, 1e-9),
             "perf/step_time_s": elapsed_max / n, "perf/data_wait_s": wait_max / n,
+            "perf/elapsed_s": time.perf_counter() - self.t_start,  # since this worker group began training
             "lr/G": self.g_opt.lr, "lr/D": self.d_opt.lr,
             "fault/lost_steps": float(self.lost_steps), "fault/restarts": float(self.restarts),
             **self.memory,

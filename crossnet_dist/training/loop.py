@@ -33,6 +33,7 @@ from crossnet_dist.training.checkpoint import (
     serving_payload,
     step_checkpoint_path,
 )
+from crossnet_dist.training.loss_window import LossWindow
 from crossnet_dist.training.optimizers import OptimizerGroup, TorchOptimizerGroup
 from crossnet_dist.training.samples import save_sample_grid
 from crossnet_dist.training.seed import seed_everything
@@ -62,7 +63,8 @@ class Trainer:
     def total_epochs(self) -> int:
         return self.cfg.optim.n_epochs + self.cfg.optim.n_epochs_decay
 
-    def train_batch(self, batch: dict[str, Any]) -> dict[str, float]:
+    def train_batch(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """One step; returns the detached loss terms as tensors (reading them is a device sync)."""
         x_a = batch["a"].to(self.device, non_blocking=True)
         x_b = batch["b"].to(self.device, non_blocking=True)
         if self._sample_batch is None:
@@ -70,10 +72,11 @@ class Trainer:
         metrics = train_step(self.method, x_a, x_b, self.g_opt, self.d_opt, self.pools)
         self.step += 1
         self.epoch_step += 1
-        return {k: float(v) for k, v in metrics.items()}
+        return metrics
 
     def fit(self, loader: Iterable[dict[str, Any]]) -> dict[str, float]:
-        """Runs epochs until the schedule ends or `train.max_steps` is reached; returns the last metrics.
+        """Runs epochs until the schedule ends or `train.max_steps` is reached; returns the last
+        window's mean losses.
 
         If the loader's dataset has `set_epoch(epoch, start_index)`, it is told where to resume.
         """
@@ -83,17 +86,20 @@ class Trainer:
         last: dict[str, float] = {}
         bar = tqdm(total=max_steps, initial=self.step, disable=not cfg.progress, desc="train", unit="step")
         t_window, n_window, s_window = time.perf_counter(), 0, 0
+        losses = LossWindow()
         try:
             while self.epoch < self.total_epochs and not self._done(max_steps):
                 dataset = getattr(loader, "dataset", None)
                 if hasattr(dataset, "set_epoch"):
                     dataset.set_epoch(self.epoch, start_index=self.epoch_step * self.cfg.data.batch_size)
                 for batch in loader:
-                    last = self.train_batch(batch)
+                    losses.add(self.train_batch(batch))
                     n_window += batch["a"].shape[0]
                     s_window += 1
                     bar.update(1)
                     if self.step % cfg.log_every == 0:
+                        last = losses.means()  # mean over the window: one sync per log_every steps
+                        losses.reset()
                         elapsed = time.perf_counter() - t_window
                         last["perf/images_per_s"] = n_window / max(elapsed, 1e-9)
                         last["perf/step_time_s"] = elapsed / s_window
@@ -111,6 +117,8 @@ class Trainer:
                     self._end_epoch()
                     continue
                 break
+            if losses.steps:  # the steps after the last log line
+                last = losses.means()
         finally:
             bar.close()
             if self._writer is not None:

@@ -181,7 +181,7 @@ def _scheduler(cfg, specs):
             quantile_fraction=p.quantile_fraction, resample_probability=p.resample_probability,
             perturbation_factors=tuple(p.perturbation_factors), custom_explore_fn=ClipToSpace(specs),
             synch=p.synch,
-            require_attrs=False,  # reports between checkpoints carry no held-out score: PBT skips them
+            require_attrs=False,  # a report without the held-out score is skipped (see run_campaign)
         )
     from ray.tune.schedulers import ASHAScheduler
 
@@ -233,9 +233,9 @@ def run_campaign(cfg, address: str | None = None, resume: str | None = None, num
     OmegaConf.update(cfg, "tune.name", name)  # the stored config names its campaign
     base["tune"]["name"] = name
 
-    # Only the reports made at checkpoints carry the held-out score: the others (training losses every
-    # train.log_every steps) are passed on without it, which Tune's strict check would refuse. ASHA
-    # (and ScoredOptunaSearch) act on the scored reports only.
+    # Every report of a trial is made at a checkpoint and carries its held-out score (trial.py). The
+    # strict check stays off so that a report without it would be skipped by ASHA, PBT and
+    # ScoredOptunaSearch rather than end the whole campaign.
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     started = connect_ray(address or cfg.dist.address or None, num_cpus)
     import ray
