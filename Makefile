@@ -54,9 +54,10 @@ bench-serve: setup
 bench-train: setup
 	$(BIN)/python bench/train_scaling.py
 
-# One combined table of ratios vs baselines measured in the same run (~3.5 min on 2 CPUs): trainer overhead
-# vs a bare loop, FLOP/s vs the mm peak, step optimisations, 1 vs 2 workers vs the scaling model, ZeRO memory.
-# BENCH_ARGS: --skip-memory (no ZeRO-2/3 runs), --skip-dist (no Ray), --skip-loader, --skip-serve.
+# One combined table of ratios vs baselines measured in the same run (~3-5 min on 2 CPUs): trainer overhead
+# vs a bare loop, FLOP/s vs the mm peak, step optimisations (metric sync, channels_last, torch.compile),
+# 1 vs 2 workers vs the scaling model, ZeRO memory, S3 loader vs training, Serve vs the bare model.
+# BENCH_ARGS: --skip-memory (no ZeRO-2/3 runs), --skip-dist (no Ray), --skip-compile, --skip-loader, --skip-serve.
 bench: setup
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 

@@ -1,6 +1,6 @@
 """`make bench`: one combined table; every row is a ratio against a baseline measured in this run.
 
-    python bench/run_all.py [--steps 24] [--log-every 4] [--skip-memory] [--skip-dist] [--skip-loader] [--skip-serve]
+    python bench/run_all.py [--steps 64] [--log-every 4] [--skip-memory] [--skip-dist] [--skip-compile] [--skip-loader] [--skip-serve]
 
 Rows:
   trainer overhead   Ray Train + DeepSpeed ZeRO-0, 1 worker: wall time per step between its first and
@@ -13,7 +13,8 @@ Rows:
   compute efficiency FLOPs of one step (FlopCounterMode, G+D fwd+bwd) / bare step time, divided by the
                      torch.mm fp32 peak measured here at the same thread count.
   step optimisations bare-loop A/B, interleaved rounds: deferred metric sync (applied in the trainers:
-                     the baseline), channels_last.
+                     the baseline), channels_last; train.compile (compile seconds and break-even
+                     steps; Inductor's on-disk cache makes a second run's compile shorter).
   2 vs 1 worker      bench/train_scaling.py's runs (step time, throughput) + bench/scaling_model.py's
                      prediction from the 1-worker step and a measured gloo loopback all-reduce.
   ZeRO 0/2/3 memory  per-rank bytes (train_scaling), unless --skip-memory.
@@ -83,11 +84,12 @@ def worker_threads() -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=24, help="steps per distributed run")
+    parser.add_argument("--steps", type=int, default=64, help="steps per distributed run")
     parser.add_argument("--log-every", type=int, default=4, help="train.log_every of the distributed runs")
-    parser.add_argument("--bare-steps", type=int, default=15)
+    parser.add_argument("--bare-steps", type=int, default=30)
     parser.add_argument("--skip-memory", action="store_true", help="skip the 2-worker ZeRO-2/3 runs")
     parser.add_argument("--skip-dist", action="store_true", help="no Ray runs (in-process rows only)")
+    parser.add_argument("--skip-compile", action="store_true", help="no torch.compile A/B (~1 min to compile)")
     parser.add_argument("--skip-loader", action="store_true", help="no bench/data_loader.py rows (~1 min)")
     parser.add_argument("--skip-serve", action="store_true", help="no bench/serve.py rows (~1-2 min)")
     args = parser.parse_args()
@@ -154,6 +156,15 @@ def main() -> int:
                  f"{ab['sync_every_step'] * 1e3:.1f} ms", f"{ab['baseline'] / ab['sync_every_step']:.3f}"))
     rows.append(("(opt) channels_last memory format (not applied) / applied loop", f"{ab['channels_last'] * 1e3:.1f} ms",
                  f"{ab['baseline'] * 1e3:.1f} ms", f"{ab['channels_last'] / ab['baseline']:.3f}"))
+    if not args.skip_compile:
+        started = time.perf_counter()
+        compiled = step_bench.bare_loop(cfg, args.bare_steps, compiled=True)
+        overhead = time.perf_counter() - started - sum(compiled) - 3 * statistics.fmean(compiled)  # beyond 3 warm-up steps
+        eager = statistics.fmean(bare)
+        gain = eager - statistics.fmean(compiled)
+        pays = f"pays after {overhead / gain:.0f} steps" if gain > 0 else "never pays"
+        rows.append(("(opt) train.compile (torch.compile per network) / eager", f"{statistics.fmean(compiled) * 1e3:.1f} ms",
+                     f"{eager * 1e3:.1f} ms", f"{statistics.fmean(compiled) / eager:.3f}  (compile {overhead:.0f} s: {pays})"))
 
     if dist:
         one, two = dist["w1"], dist["w2-0"]

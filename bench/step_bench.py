@@ -41,7 +41,7 @@ def batches(cfg, n: int = 4):
     return list(memory_loader(cfg.data, image_size=cfg.model.image_size, seed=cfg.train.seed, n_batches=n).batches)
 
 
-def build(cfg, channels_last: bool = False):
+def build(cfg, channels_last: bool = False, compiled: bool = False):
     from crossnet_dist.image_pool import ImagePool
     from crossnet_dist.methods import build_method
     from crossnet_dist.training.optimizers import adam
@@ -51,6 +51,10 @@ def build(cfg, channels_last: bool = False):
     method = build_method(cfg)
     if channels_last:
         method = method.to(memory_format=torch.channels_last)
+    if compiled:  # what train.compile does
+        from crossnet_dist.training.compile import compile_networks
+
+        compile_networks(method)
     g_opt = adam(method.generators.parameters(), cfg.optim)
     d_opt = adam(method.discriminators.parameters(), cfg.optim)
     pools = {d: ImagePool(cfg.optim.pool_size, seed=cfg.train.seed + i) for i, d in enumerate("ab")}
@@ -58,12 +62,12 @@ def build(cfg, channels_last: bool = False):
 
 
 def bare_loop(cfg, steps: int, warmup: int = 3, sync_metrics_every_step: bool = False,
-              channels_last: bool = False) -> list[float]:
+              channels_last: bool = False, compiled: bool = False) -> list[float]:
     """A bare PyTorch loop: the same networks, losses, image pools and torch Adam (foreach) as the
     trainers, no project optimiser wrapper, no DeepSpeed, no Ray. Returns per-step wall times (s).
     Loss terms are summed as tensors and read once at the end, as the trainers do (LossWindow);
     sync_metrics_every_step=True is the old way: float() of every term, every step."""
-    method, g_opt, d_opt, pools = build(cfg, channels_last)
+    method, g_opt, d_opt, pools = build(cfg, channels_last, compiled)
     data = batches(cfg)
     method.train()
     from crossnet_dist.training.loss_window import LossWindow

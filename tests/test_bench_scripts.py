@@ -35,7 +35,7 @@ def test_scaling_model_ring_costs_by_hand():
 @pytest.mark.timeout(240)
 def test_make_bench_in_process_rows_print():
     out = subprocess.run(
-        [sys.executable, "bench/run_all.py", "--skip-dist", "--skip-loader", "--skip-serve", "--bare-steps", "2"],
+        [sys.executable, "bench/run_all.py", "--skip-dist", "--skip-compile", "--skip-loader", "--skip-serve", "--bare-steps", "2"],
         cwd=REPO, capture_output=True, text=True, timeout=220,
     )
     assert out.returncode == 0, out.stderr[-3000:]

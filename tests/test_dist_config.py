@@ -21,10 +21,12 @@ from tests.helpers import REPO, TINY_CONFIG
     ("dist.loader=no_colon", "dist.loader"),
     ("dist.run_name=a/b", "dist.run_name"),
     ("dist.zero_stag=2", "dist.zero_stag"),
+    ("dist.init_from=gs://b/run/step_00000002", "dist.init_from"),
+    ("train.compile=true dist.zero_stage=3", "train.compile"),
 ])
 def test_bad_dist_values_name_their_key(override, key):
     with pytest.raises(ConfigError, match=f"'{key}'"):
-        load_config(TINY_CONFIG, [override])
+        load_config(TINY_CONFIG, override.split())
 
 
 @pytest.mark.timeout(30)

@@ -72,6 +72,10 @@ class WorkerLoop:
 
         seed_everything(self.cfg.train.seed)  # identical initial weights on every rank
         self.method = build_method(self.cfg).to(self.device)
+        if self.cfg.train.compile:
+            from crossnet_dist.training.compile import compile_networks
+
+            compile_networks(self.method)
         batch = self.cfg.data.batch_size
         self.g_opt = build_engine(self.method.generators, self.cfg.optim, d, batch, bf16=d.use_gpu)
         self.d_opt = build_engine(self.method.discriminators, self.cfg.optim, d, batch, bf16=d.use_gpu)

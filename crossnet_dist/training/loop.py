@@ -33,6 +33,7 @@ from crossnet_dist.training.checkpoint import (
     serving_payload,
     step_checkpoint_path,
 )
+from crossnet_dist.training.compile import compile_networks
 from crossnet_dist.training.loss_window import LossWindow
 from crossnet_dist.training.optimizers import OptimizerGroup, TorchOptimizerGroup
 from crossnet_dist.training.samples import save_sample_grid
@@ -48,6 +49,8 @@ class Trainer:
         seed_everything(cfg.train.seed)
         self.device = device or resolve_device(cfg.train.device)
         self.method = (method or build_method(cfg)).to(self.device)
+        if cfg.train.compile:
+            compile_networks(self.method)
         self.g_opt: OptimizerGroup = TorchOptimizerGroup(self.method.generators.parameters(), cfg.optim)
         self.d_opt: OptimizerGroup = TorchOptimizerGroup(self.method.discriminators.parameters(), cfg.optim)
         self.pools = {d: ImagePool(cfg.optim.pool_size, seed=cfg.train.seed + i) for i, d in enumerate("ab")}
