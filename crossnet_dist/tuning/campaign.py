@@ -34,6 +34,7 @@ import math
 import os
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -271,7 +272,11 @@ def run_campaign(cfg, address: str | None = None, resume: str | None = None, num
                     verbose=1,
                 ),
             )
-        results = tuner.fit()
+        with warnings.catch_warnings():
+            # Tune suggests reuse_actors + reset_config for PBT; a moved trial here is a new Train
+            # run (new worker group, DeepSpeed engines), so there is no actor worth reusing.
+            warnings.filterwarnings("ignore", message="Consider boosting PBT performance")
+            results = tuner.fit()
         return summarize(results, cfg, storage, name, specs)
     finally:
         if started:
