@@ -1,10 +1,10 @@
 """Optuna (TPE) as the campaign's searcher (`tune.searcher: optuna`), through Ray Tune's maintained
 integration (ray.tune.search.optuna, optuna pinned in requirements.txt).
 
-Only the reports made at checkpoints carry the held-out score; Tune's OptunaSearch expects the
-metric in every result. This subclass passes Optuna the scored reports only (as intermediate values
-at their training step) and completes each trial with its last score (an ASHA-stopped trial's last
-report may be an unscored one).
+Tune's OptunaSearch reports each result to Optuna at its `training_iteration` and indexes trials it
+created itself. This subclass reports at the training step (`progress/step`), ignores results of
+trials it does not know (a resumed campaign's restored trials) and any result without the held-out
+score, and completes each trial with its last score.
 """
 
 from __future__ import annotations

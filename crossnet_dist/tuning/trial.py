@@ -48,13 +48,14 @@ RUNS_DIR = "runs"
 
 class ForwardReports(UserCallback):
     """Runs in the Train controller: passes rank 0's metrics and the checkpoint path of every report
-    to the trial driver through a Ray queue (as TuneReportCallback does to the Tune session)."""
+    (the workers report at checkpoints only, so every report has one) to the trial driver through a
+    Ray queue (as TuneReportCallback does to the Tune session)."""
 
     def __init__(self, channel):
         self.channel = channel
 
     def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint) -> None:
-        self.channel.put((dict(metrics[0]), checkpoint.path if checkpoint else None))
+        self.channel.put((dict(metrics[0]), checkpoint.path))
 
 
 def _write_text(filesystem, path: str, text: str, append: bool = False) -> None:
@@ -95,11 +96,12 @@ def choose_run(trial_id: str, pointer: dict[str, Any] | None, storage) -> tuple[
         return trial_id, "", []
     if pointer["trial_id"] == trial_id:
         return pointer["run"], "", list(pointer.get("lineage", []))
-    run = f"{trial_id}-from-{pointer['trial_id']}-{int(pointer['step']):08d}"
+    base = run = f"{trial_id}-from-{pointer['trial_id']}-{int(pointer['step']):08d}"
     k = 1
-    while storage.exists(run if k == 1 else f"{run}-{k}"):
+    while storage.exists(run):  # the same donor checkpoint handed to this trial again
         k += 1
-    return (run if k == 1 else f"{run}-{k}"), pointer["checkpoint"], list(pointer.get("lineage", []))
+        run = f"{base}-{k}"
+    return run, pointer["checkpoint"], list(pointer.get("lineage", []))
 
 
 def run_trial(config: dict[str, Any], base: dict[str, Any], runs_url: str) -> None:
@@ -146,23 +148,16 @@ def run_trial(config: dict[str, Any], base: dict[str, Any], runs_url: str) -> No
         except BaseException as err:  # noqa: BLE001 (re-raised in the trial driver)
             outcome["error"] = err
 
-    def send(item: tuple[dict[str, Any], dict[str, Any] | None]) -> None:
-        metrics, ptr = item
-        if ptr is None:
-            tune.report(metrics)
-        else:
-            report_scored(metrics, ptr)
-
     def scored(metrics: dict[str, Any], checkpoint: str) -> tuple[dict[str, Any], dict[str, Any]]:
         step = int(metrics.get("progress/step", 0))
         metrics.update(score_checkpoint(checkpoint, storage.filesystem, cfg, step))
-        metrics["eval/seconds_total"] = before + time.time() - t0
+        metrics["eval/seconds_total"] = seconds = before + time.time() - t0
         return metrics, {"trial_id": trial_id, "run": run, "step": step, "checkpoint": storage.url_of(checkpoint),
-                         "lineage": lineage, "seconds": before + time.time() - t0}
+                         "lineage": lineage, "seconds": seconds}
 
     thread = threading.Thread(target=fit, name=f"fit-{trial_id}", daemon=True)
     thread.start()
-    held: tuple[dict[str, Any], dict[str, Any] | None] | None = None
+    held: tuple[dict[str, Any], dict[str, Any]] | None = None  # (metrics, pointer) not yet passed on
     last: dict[str, Any] = {}
     n_scored = 0
     while True:
@@ -175,17 +170,15 @@ def run_trial(config: dict[str, Any], base: dict[str, Any], runs_url: str) -> No
                 metrics, checkpoint = channel.get_nowait()
             except Empty:
                 break
-        ptr = None
-        if checkpoint is not None:
-            metrics, ptr = scored(metrics, checkpoint)
-            n_scored += 1
         if held is not None:
-            send(held)
-        held, last = (metrics, ptr), metrics
+            report_scored(*held)
+        held = scored(metrics, checkpoint)  # the workers report at checkpoints only
+        last = held[0]
+        n_scored += 1
     thread.join()
     if "error" in outcome:
         if held is not None:
-            send(held)  # how far the trial got before it crashed
+            report_scored(*held)  # how far the trial got before it crashed
         raise outcome["error"]
     if held is None:
         # The Train run had already reached its end: PBT may pause a trial at its last report and
@@ -203,5 +196,5 @@ def run_trial(config: dict[str, Any], base: dict[str, Any], runs_url: str) -> No
         "generator": f"{storage.run_url(run, 'generator.pt')}",
     }
     _write_text(storage.filesystem, f"{run_dir}/trial.json", json.dumps(summary, indent=2, sort_keys=True))
-    send(held)  # the last report, after generator.pt and trial.json exist
+    report_scored(*held)  # the last report, after generator.pt and trial.json exist
     ray.kill(channel.actor)
