@@ -92,6 +92,29 @@ def test_pbt_settings_are_checked_and_become_ray_pbt():
         f"loss.crossnet.{k}" for k in ("gan", "identity", "cross_translation", "cross_identity", "latent_cycle"))
 
 
+
+@pytest.mark.timeout(60)
+def test_pbt_never_moves_a_trial_at_its_last_step():
+    """A move at the last step would train nothing of its own: the trial would only copy the donor's
+    final model. The last report is passed through; earlier ones reach Ray's PBT."""
+    from types import SimpleNamespace
+
+    from ray.tune.experiment import Trial
+
+    from crossnet_dist.tuning.campaign import _scheduler, check_campaign
+
+    cfg = cfg_with("tune.scheduler=pbt")
+    pbt = _scheduler(cfg, check_campaign(cfg))
+    trial = Trial("run_trial", config={"loss.crossnet.gan": 1.0}, stub=True)
+    controller = SimpleNamespace(search_alg=None, get_trials=lambda: [trial])  # what PBT reads of it
+    pbt.set_search_properties("eval/cycle_l1", "min")  # what Tune's TuneConfig(metric, mode) does
+    pbt.on_trial_add(controller, trial)
+    last = cfg.train.max_steps
+    assert pbt.on_trial_result(controller, trial, {"progress/step": last, "eval/cycle_l1": 0.5}) == "CONTINUE"
+    assert pbt._trial_state[trial].last_score is None  # not scored, not compared, not moved
+    pbt.on_trial_result(controller, trial, {"progress/step": last - 2, "eval/cycle_l1": 0.5})
+    assert pbt._trial_state[trial].last_score == -0.5
+
 @pytest.mark.timeout(60)
 def test_pbt_mutations_leave_grids_alone_and_perturbations_stay_in_range():
     from ray.tune.schedulers.pbt import _explore

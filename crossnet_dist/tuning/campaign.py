@@ -173,11 +173,11 @@ def _scheduler(cfg, specs):
 
         return FIFOScheduler()
     if t.scheduler == "pbt":
-        from ray.tune.schedulers import PopulationBasedTraining
+        from crossnet_dist.tuning.pbt import PopulationBasedTrainingBeforeLastStep
 
         p = t.pbt
-        return PopulationBasedTraining(
-            time_attr="progress/step", perturbation_interval=p.perturbation_interval or cfg.dist.checkpoint_every,
+        return PopulationBasedTrainingBeforeLastStep(
+            last_step=cfg.train.max_steps, time_attr="progress/step", perturbation_interval=p.perturbation_interval or cfg.dist.checkpoint_every,
             burn_in_period=p.burn_in, hyperparam_mutations=pbt_mutations(specs),
             quantile_fraction=p.quantile_fraction, resample_probability=p.resample_probability,
             perturbation_factors=tuple(p.perturbation_factors), custom_explore_fn=ClipToSpace(specs),
