@@ -264,14 +264,17 @@ class PBTOptions:
     perturbation_interval steps, a trial in the bottom quantile_fraction of the running trials (by
     the held-out metric of its newest checkpoint) continues from the newest checkpoint of a trial in
     the top quantile, with that trial's searched values resampled (resample_probability) or
-    multiplied by one of perturbation_factors, then clipped to the searched range."""
+    multiplied by one of perturbation_factors, then clipped to the searched range. No move happens
+    at a trial's last step (it would only copy the donor's final model)."""
 
     perturbation_interval: int = 0  # steps; 0 = dist.checkpoint_every; a multiple of dist.checkpoint_every
     burn_in: int = 0  # steps before the first perturbation
     quantile_fraction: float = 0.25  # in (0, 0.5]
     resample_probability: float = 0.25
     perturbation_factors: List[float] = field(default_factory=lambda: [1.2, 0.8])
-    synch: bool = False  # True: the population perturbs in lock step (waits for the slowest trial)
+    # True: the population perturbs in lock step (waits for the slowest trial; every move happens).
+    # False: a trial is compared with the scores reported before it, so early moves depend on timing.
+    synch: bool = False
 
 
 @dataclass

@@ -140,10 +140,14 @@ def test_asha_campaign_of_four_trials_stops_the_worst_and_points_at_the_best(ray
 
 @pytest.mark.timeout(300)
 def test_pbt_moves_the_worse_trial_onto_the_better_ones_checkpoint_and_values(ray_session, data, tmp_path):
-    """PBT over 2 trials running side by side (8 steps, scored and compared every 2): lr is a grid
-    axis {2e-4, 5e-2} (the 5e-2 trial is far worse), the identity weight is explored. The worse
-    trial continues from the better one's checkpoint, in a new Train run of its own, with the
-    better one's lr and a perturbed identity weight clipped to the searched range."""
+    """PBT over 2 trials running side by side (8 steps, checkpointed every 2, compared at step 4):
+    lr is a grid axis {2e-4, 5e-2} (the 5e-2 trial is far worse), the identity weight is explored.
+    The worse trial continues from the better one's checkpoint, in a new Train run of its own, with
+    the better one's lr and a perturbed identity weight clipped to the searched range.
+
+    Synchronous PBT (the population waits at step 4, then moves its bottom half): asynchronous PBT
+    compares a trial only with those that reported before it, so whether it moves anyone depends
+    on how the trials' start-up times fall."""
     from crossnet_dist.training.checkpoint import load_translator
     from crossnet_dist.tuning.campaign import run_campaign
 
@@ -151,7 +155,8 @@ def test_pbt_moves_the_worse_trial_onto_the_better_ones_checkpoint_and_values(ra
              "loss.crossnet.identity: {type: uniform, low: 2.0, high: 4.0}}")
     cfg = tune_config(*overrides(data, tmp_path, "pbt", "tune.scheduler=pbt", "tune.num_samples=1",
                                  "tune.max_concurrent_trials=2", "tune.pbt.quantile_fraction=0.5",
-                                 "tune.pbt.resample_probability=0", space))
+                                 "tune.pbt.resample_probability=0", "tune.pbt.synch=true",
+                                 "tune.pbt.perturbation_interval=4", space))
     result = run_campaign(cfg)
     campaign = tmp_path / "pbt"
     assert len(result.rows) == 2 and all(r.status == "completed" for r in result.rows), result.rows
