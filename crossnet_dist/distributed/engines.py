@@ -104,6 +104,10 @@ def build_engine(module: nn.Module, optim_cfg, dist_cfg, micro_batch_size: int, 
         config=deepspeed_config(dist_cfg, micro_batch_size, bf16),
         dist_init_required=False,
     )
+    if dist_cfg.zero_stage == 0 and engine.dp_world_size == 1:
+        # One data-parallel rank has nothing to all-reduce, yet DeepSpeed would still flatten every
+        # gradient into a bucket, "reduce" it and copy it back: 2.5% of the tiny model's CPU step.
+        engine.enable_backward_allreduce = False
     return DeepSpeedOptimizerGroup(engine, scheduler)
 
 

@@ -1,0 +1,83 @@
+"""The DeepSpeed engines of one data-parallel rank, in this process (a 1-rank gloo group on
+127.0.0.1): ZeRO-0 skips the gradient all-reduce there is nothing to reduce with, and its steps
+equal the single-process trainer's plain torch Adam steps bit for bit.
+
+Two ranks still all-reduce: tests/test_dist_training.py's 2-worker ZeRO-0 run ends equal to its
+ZeRO-2 run, which would fail if either rank trained on its own gradients.
+"""
+
+import socket
+
+import pytest
+import torch
+
+from tests.dist_fixtures import use_local_env
+
+use_local_env()
+
+from tests.helpers import tiny_batches, tiny_config  # noqa: E402
+
+
+@pytest.fixture
+def one_rank_group(monkeypatch):
+    import torch.distributed as tdist
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for key, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "LOCAL_RANK": "0",
+                       "WORLD_SIZE": "1"}.items():
+        monkeypatch.setenv(key, value)
+    tdist.init_process_group("gloo", rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        tdist.destroy_process_group()
+
+
+def trained(groups: str, steps: int = 3):
+    from crossnet_dist.distributed.engines import build_engine
+    from crossnet_dist.image_pool import ImagePool
+    from crossnet_dist.methods import build_method
+    from crossnet_dist.training.optimizers import TorchOptimizerGroup
+    from crossnet_dist.training.seed import seed_everything
+    from crossnet_dist.training.step import train_step
+
+    cfg = tiny_config(None, "dist.zero_stage=0")
+    seed_everything(0)
+    method = build_method(cfg)
+    if groups == "deepspeed":
+        g = build_engine(method.generators, cfg.optim, cfg.dist, cfg.data.batch_size, bf16=False)
+        d = build_engine(method.discriminators, cfg.optim, cfg.dist, cfg.data.batch_size, bf16=False)
+        assert not g.engine.enable_backward_allreduce and not d.engine.enable_backward_allreduce
+    else:
+        g, d = TorchOptimizerGroup(method.generators.parameters(), cfg.optim), \
+            TorchOptimizerGroup(method.discriminators.parameters(), cfg.optim)
+    pools = {dom: ImagePool(cfg.optim.pool_size, seed=i) for i, dom in enumerate("ab")}
+    method.train()
+    for batch in tiny_batches(steps, batch_size=cfg.data.batch_size, size=cfg.model.image_size):
+        train_step(method, batch["a"], batch["b"], g, d, pools)
+    return {k: v.detach().clone() for k, v in method.state_dict().items()}
+
+
+@pytest.mark.timeout(120)
+def test_one_rank_zero0_skips_the_all_reduce_and_steps_like_plain_adam(one_rank_group):
+    import torch.distributed as tdist
+
+    calls = []
+    real = tdist.all_reduce
+
+    def counting(*args, **kwargs):
+        calls.append((args[0] if args else kwargs["tensor"]).numel())
+        return real(*args, **kwargs)
+
+    tdist.all_reduce = counting
+    try:
+        deepspeed = trained("deepspeed")
+    finally:
+        tdist.all_reduce = real
+    assert not calls, f"a 1-rank ZeRO-0 step all-reduced tensors of {calls} elements"
+    plain = trained("torch")
+    assert deepspeed.keys() == plain.keys()
+    for key in plain:
+        assert torch.equal(deepspeed[key], plain[key]), key
