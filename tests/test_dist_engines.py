@@ -6,12 +6,10 @@ Two ranks still all-reduce: tests/test_dist_training.py's 2-worker ZeRO-0 run en
 ZeRO-2 run, which would fail if either rank trained on its own gradients.
 """
 
-import socket
-
 import pytest
 import torch
 
-from tests.dist_fixtures import use_local_env
+from tests.dist_fixtures import off_loopback_sockets, use_local_env
 
 use_local_env()
 
@@ -20,17 +18,15 @@ from tests.helpers import tiny_batches, tiny_config  # noqa: E402
 
 @pytest.fixture
 def one_rank_group(monkeypatch):
+    """A 1-rank gloo group on an in-memory store: a TCPStore would listen on every interface."""
     import torch.distributed as tdist
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    for key, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "LOCAL_RANK": "0",
-                       "WORLD_SIZE": "1"}.items():
-        monkeypatch.setenv(key, value)
-    tdist.init_process_group("gloo", rank=0, world_size=1)
+    for key, value in {"MASTER_ADDR": "127.0.0.1", "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1"}.items():
+        monkeypatch.setenv(key, value)  # DeepSpeed reads them; nothing connects to MASTER_ADDR
+    tdist.init_process_group("gloo", store=tdist.HashStore(), rank=0, world_size=1)
     try:
         yield
+        assert not off_loopback_sockets(), off_loopback_sockets()
     finally:
         tdist.destroy_process_group()
 
