@@ -63,7 +63,7 @@ class Telemetry:
 
     def sync(self) -> None:
         """Copies the event files to <run>/tb/ in storage."""
-        if not self.enabled or self._writer is None:
+        if not self.enabled:
             return
         from crossnet_dist.distributed.storage import upload_dir
 

@@ -177,7 +177,8 @@ def _scheduler(cfg, specs):
 
         p = t.pbt
         return PopulationBasedTrainingBeforeLastStep(
-            last_step=cfg.train.max_steps, time_attr="progress/step", perturbation_interval=p.perturbation_interval or cfg.dist.checkpoint_every,
+            last_step=cfg.train.max_steps, time_attr="progress/step",
+            perturbation_interval=p.perturbation_interval or cfg.dist.checkpoint_every,
             burn_in_period=p.burn_in, hyperparam_mutations=pbt_mutations(specs),
             quantile_fraction=p.quantile_fraction, resample_probability=p.resample_probability,
             perturbation_factors=tuple(p.perturbation_factors), custom_explore_fn=ClipToSpace(specs),

@@ -181,8 +181,9 @@ def run_trial(config: dict[str, Any], base: dict[str, Any], runs_url: str) -> No
             report_scored(*held)  # how far the trial got before it crashed
         raise outcome["error"]
     if held is None:
-        # The Train run had already reached its end: PBT may pause a trial at its last report and
-        # start it again. Its last checkpoint is reported again, so Tune sees the trial end.
+        # The Train run had already reached its end: PBT paused the trial at a report while its
+        # workers trained on to the last step, then started it again. Its last checkpoint is
+        # reported again, so Tune sees the trial end.
         final = outcome["result"].checkpoint
         if final is None:
             raise RuntimeError(f"trial {trial_id}: the training run ended without a report")
