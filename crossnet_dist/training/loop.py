@@ -85,6 +85,7 @@ class Trainer:
         """
         cfg = self.cfg.train
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._tensorboard()  # its import (~0.15 s) would otherwise stall the first log window
         max_steps = cfg.max_steps or None
         last: dict[str, float] = {}
         bar = tqdm(total=max_steps, initial=self.step, disable=not cfg.progress, desc="train", unit="step")
