@@ -8,7 +8,7 @@ Rows:
                      start-up, warm-up window and final checkpoint excluded; mean of --trainer-runs
                      runs, each printed) / the mean step of a bare
                      PyTorch loop of the same networks, losses, pools, Adam, batch and thread count,
-                     timed in this process before and after the Ray runs. Target <= 1.05.
+                     timed in this process before the first trainer run and after each. Target <= 1.05.
                      Split: the same bare loop inside a 1-CPU Ray worker process (Ray runs workers
                      at nice 15), so what Ray's process costs and what the trainer adds are apart.
   compute efficiency FLOPs of one step (FlopCounterMode, G+D fwd+bwd) / bare step time, divided by the
@@ -95,6 +95,8 @@ def main() -> int:
     parser.add_argument("--skip-loader", action="store_true", help="no bench/data_loader.py rows (~1 min)")
     parser.add_argument("--skip-serve", action="store_true", help="no bench/serve.py rows (~1-2 min)")
     args = parser.parse_args()
+    if args.trainer_runs < 1:
+        parser.error("--trainer-runs must be at least 1")
     t_start = time.perf_counter()
     loads = [load()]
     ns = argparse.Namespace(steps=args.steps, log_every=args.log_every, image_size=32, gen_channels=16, batch_size=4,
