@@ -62,6 +62,8 @@ def test_eval_writes_metrics_and_a_report_whose_images_all_exist(evaluated):
     assert metrics["fd_efflite0_a2b"] > 0 and 0 < metrics["cycle_l1"] < 2
     assert not any(k.startswith(("fid", "kid")) for k in metrics)
     assert "Inception" in result["skipped_metrics"]["fid"]
+    assert not any(k.startswith("paired") for k in metrics)  # a_000.png / b_000.png: no pairs
+    assert "no pairs" in result["skipped_metrics"]["paired_l1"]
     assert result["images"] == {"a": 3, "b": 3}
     assert result["feature_cache"]["misses"] == 4  # real A, real B, and the two translated sets
 
@@ -106,3 +108,35 @@ def test_a_missing_split_names_the_folder(trained, capsys):
     assert main(["eval", "--checkpoint", str(run / "generator.pt"), "--data", str(data), "--split", "val",
                  "--metrics", "cycle"]) == 2
     assert "valA: no images" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(120)
+def test_a_paired_split_gets_paired_metrics_beside_doing_nothing_and_a_truth_column(trained, tmp_path, capsys):
+    import shutil
+
+    from crossnet_dist.cli import main
+
+    _, data, run = trained
+    paired = tmp_path / "paired"
+    shutil.copytree(data, paired)
+    for i, path in enumerate(sorted((paired / "testB").iterdir())):  # testB/b_00i.png -> testB/a_00i.png
+        path.rename(path.with_name(f"a_{i:03d}.png"))
+    out = tmp_path / "report"
+    assert main(["eval", "--checkpoint", str(run / "generator.pt"), "--data", str(paired), "--out", str(out),
+                 "--metrics", "paired", "--samples", "2", "--no-cache"]) == 0
+    printed = capsys.readouterr().out
+    assert "paired a2b: L1" in printed and "do-nothing" in printed
+    result = json.loads((out / "metrics.json").read_text())
+    m = result["metrics"]
+    assert result["pairs"] == {"a2b": 3, "b2a": 3}
+    for d in ("a2b", "b2a"):
+        assert m[f"paired_l1_{d}_ratio"] == pytest.approx(m[f"paired_l1_{d}"] / m[f"paired_l1_{d}_identity_baseline"])
+        assert -1 <= m[f"paired_ssim_{d}"] <= 1
+    # doing nothing is the same comparison in both directions (input vs its pair)
+    assert m["paired_l1_a2b_identity_baseline"] == pytest.approx(m["paired_l1_b2a_identity_baseline"])
+    page = (out / "index.html").read_text()
+    assert "Against the true counterpart" in page and "<th>truth</th>" in page
+    parser = ImageSources()
+    parser.feed(page)
+    truths = [src for src in parser.sources if src.endswith("_truth.png")]
+    assert len(truths) == 2 * 2 and all((out / src).is_file() for src in truths)

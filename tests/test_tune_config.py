@@ -70,6 +70,18 @@ def test_the_space_is_checked_against_the_config_before_any_trial():
 
 
 @pytest.mark.timeout(60)
+def test_paired_metrics_are_tune_objectives_with_their_direction_checked():
+    from crossnet_dist.tuning.campaign import check_campaign
+
+    assert check_campaign(cfg_with("tune.metric=paired_l1"))  # lower is better, like the default mode
+    assert check_campaign(cfg_with("tune.metric=paired_ssim_b2a", "tune.mode=max"))
+    with pytest.raises(ConfigError, match="'tune.mode'.*higher.*tune.mode=max"):
+        check_campaign(cfg_with("tune.metric=paired_ssim"))
+    with pytest.raises(ConfigError, match="'tune.mode'.*lower.*tune.mode=min"):
+        check_campaign(cfg_with("tune.metric=paired_l1", "tune.mode=max"))
+
+
+@pytest.mark.timeout(60)
 def test_pbt_settings_are_checked_and_become_ray_pbt():
     from ray.tune.schedulers import PopulationBasedTraining
 

@@ -11,6 +11,7 @@ def _eval(args: argparse.Namespace) -> int:
     from crossnet_dist.evaluation.config import load_eval_config
     from crossnet_dist.evaluation.scoring import run_evaluation
     from crossnet_dist.evaluation.features import InceptionWeightsMissing
+    from crossnet_dist.evaluation.paired import NoPairsError
     from crossnet_dist.evaluation.report import run_folder, write_report
     from crossnet_dist.storage import StorageError
 
@@ -30,19 +31,35 @@ def _eval(args: argparse.Namespace) -> int:
         return 2
     try:
         result = run_evaluation(args.checkpoint, args.data, args.split, cfg)
-    except (InceptionWeightsMissing, StorageError) as err:
+    except (InceptionWeightsMissing, StorageError, NoPairsError) as err:
         print(f"crossnet eval: error: {err}", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else run_folder(Path(args.checkpoint)) / f"eval_{args.split}"
     page = write_report(result, out)
     for key in sorted(result.metrics):
         print(f"  {key} = {result.metrics[key]:.5g}")
+    for line in paired_summary(result.metrics):
+        print(line)
     for key, why in sorted(result.info["skipped_metrics"].items()):
         print(f"  {key}: not computed ({why})")
     cache = result.info["feature_cache"]
     print(f"feature cache: {cache['hits']} hits, {cache['misses']} misses ({cache['dir']})")
     print(f"report: {page}")
     return 0
+
+
+def paired_summary(metrics: dict[str, float]) -> list[str]:
+    """One line per direction with pairs: the translation against doing nothing."""
+    lines = []
+    for d in ("a2b", "b2a"):
+        if f"paired_l1_{d}" in metrics:
+            k = f"paired_%s_{d}"
+            lines.append(
+                f"paired {d}: L1 {metrics[k % 'l1']:.4f} vs do-nothing {metrics[k % 'l1' + '_identity_baseline']:.4f} "
+                f"(ratio {metrics[k % 'l1' + '_ratio']:.3f}, lower is better); SSIM {metrics[k % 'ssim']:.4f} vs "
+                f"{metrics[k % 'ssim' + '_identity_baseline']:.4f} (ratio {metrics[k % 'ssim' + '_ratio']:.3f}, higher is better)"
+            )
+    return lines
 
 
 def add_eval_parser(subparsers) -> argparse.ArgumentParser:
@@ -60,7 +77,7 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", help="split folder prefix (default: test)")
     p.add_argument("--out", default=None, help="report folder (default: <run folder>/eval_<split>)")
     p.add_argument("--config", default=None, help="YAML file with an eval: section")
-    p.add_argument("--metrics", default=None, help="comma-separated groups: cycle, efflite0, inception")
+    p.add_argument("--metrics", default=None, help="comma-separated groups: cycle, efflite0, inception, paired")
     p.add_argument("--inception-weights", default=None, metavar="PATH",
                    help="Inception-v3 FID weights (pt_inception-2015-12-05-6726825d.pth); enables FID/KID")
     p.add_argument("--cache-dir", default=None, help="feature cache folder (default ~/.cache/crossnet/features)")

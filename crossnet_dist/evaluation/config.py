@@ -17,15 +17,17 @@ from omegaconf.errors import OmegaConfBaseException
 
 from crossnet_dist.config import ConfigError
 
-METRIC_GROUPS = ("cycle", "efflite0", "inception")
+METRIC_GROUPS = ("cycle", "efflite0", "inception", "paired")
 DEFAULT_CACHE_DIR = "~/.cache/crossnet/features"
 
 
 @dataclass
 class EvalConfig:
     # cycle: cycle L1 (+ latent cross-identity L1 for CrossNet training checkpoints);
-    # efflite0: fd_efflite0 / kd_efflite0; inception: fid / kid (needs inception_weights).
-    metrics: list[str] = field(default_factory=lambda: ["cycle", "efflite0"])
+    # efflite0: fd_efflite0 / kd_efflite0; inception: fid / kid (needs inception_weights);
+    # paired: paired_l1 / paired_ssim against the true counterpart, where the split has pairs.
+    metrics: list[str] = field(default_factory=lambda: ["cycle", "efflite0", "paired"])
+    pairs: str = "auto"  # auto: testA/<name> and testB/<name> are a pair | none: no paired metrics | require: fail without pairs
     inception_weights: Optional[str] = None  # set -> "inception" is added to metrics
     cache_dir: Optional[str] = DEFAULT_CACHE_DIR  # null = no feature cache
     device: str = "auto"
@@ -61,6 +63,10 @@ def validate_eval_config(cfg: DictConfig) -> None:
     for name in cfg.metrics:
         if name not in METRIC_GROUPS:
             raise ConfigError(f"config key 'eval.metrics': unknown metric group {name!r}; known: {', '.join(METRIC_GROUPS)}")
+    from crossnet_dist.evaluation.paired import PAIRS_MODES
+
+    if cfg.pairs not in PAIRS_MODES:
+        raise ConfigError(f"config key 'eval.pairs': must be one of {', '.join(PAIRS_MODES)} (got {cfg.pairs!r})")
     for key in ("batch_size", "kid_subset_size", "kid_subsets"):
         if cfg[key] <= 0:
             raise ConfigError(f"config key 'eval.{key}': must be > 0 (got {cfg[key]!r})")
@@ -84,4 +90,7 @@ def groups_for_metric(metric: str) -> list[str]:
         return ["inception"]
     if metric.startswith(("cycle", "cross_identity")):
         return ["cycle"]
-    raise ConfigError(f"unknown metric {metric!r}: expected fd_efflite0, kd_efflite0, fid, kid, cycle_l1 or cross_identity_l1 (optionally _a2b/_b2a)")
+    if metric.startswith("paired_"):
+        return ["paired"]
+    raise ConfigError(f"unknown metric {metric!r}: expected fd_efflite0, kd_efflite0, fid, kid, cycle_l1, cross_identity_l1, "
+                      "paired_l1 or paired_ssim (optionally _a2b/_b2a)")

@@ -2,7 +2,9 @@
 
 For direction a2b, the translations of testA are compared with the real testB images (and b2a
 symmetrically), as the CrossNet paper computes FID. `*_identity_baseline` scores the untranslated
-inputs the same way: a translator should beat it.
+inputs the same way: a translator should beat it. Where the split has true pairs (the same file
+name in testA/ and testB/), `paired_*` compare each translation with its true counterpart
+(evaluation/paired.py).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ class Translations:
     reconstructions: Tensor
     cross_identity: Tensor | None = None
     names: list[str] = field(default_factory=list)
+    truth_of: dict[int, int] = field(default_factory=dict)  # input index -> index in `targets` of its true pair
+    targets: Tensor | None = None  # the target domain's images (set with the paired metrics)
 
 
 @dataclass
@@ -181,6 +185,16 @@ def run_evaluation(checkpoint, data: str | None = None, split: str = "test", eva
     cache = FeatureCache(Path(cfg_e.cache_dir).expanduser() if cfg_e.cache_dir else None)
     for fd, kd, extractor in extractors:
         metrics.update(distance_metrics(extractor, fd, kd, translations, images, cache, cfg_e))
+    if "paired" in groups and cfg_e.pairs != "none":
+        from crossnet_dist.evaluation.paired import NoPairsError, paired_metrics
+
+        paired, counts = paired_metrics(translations, images, DIRECTION_DOMAINS)
+        metrics.update(paired)
+        if not counts:
+            why = "the split has no pairs (no file name is in both testA/ and testB/)"
+            if cfg_e.pairs == "require":
+                raise NoPairsError(f"eval.pairs=require: {data} split {split!r}: {why}")
+            skipped["paired_l1"] = skipped["paired_ssim"] = why
     if "inception" not in groups:
         skipped["fid"] = skipped["kid"] = "no Inception-v3 weights given (--inception-weights or eval.inception_weights)"
 
@@ -191,6 +205,7 @@ def run_evaluation(checkpoint, data: str | None = None, split: str = "test", eva
         "split": split,
         "image_size": size,
         "images": {d: len(images[d].names) for d in ("a", "b")},
+        "pairs": {k: len(t.truth_of) for k, t in translations.items() if t.truth_of},
         "skipped_images": {d: images[d].skipped for d in ("a", "b") if images[d].skipped},
         "skipped_metrics": skipped,
         "feature_cache": {"dir": str(cache.folder) if cache.folder else None, **cache.stats()},
@@ -211,7 +226,8 @@ def evaluate(
     eval_cfg=None,
     **overrides,
 ) -> dict[str, float]:
-    """Scores a checkpoint; returns {metric name: value} (lower is better for every metric).
+    """Scores a checkpoint; returns {metric name: value} (lower is better for every metric but
+    paired_ssim* and the paired_ssim ratios).
 
     `data` is a URL/path with testA/ testB/, or a DataConfig (its root and storage are used);
     None = the checkpoint's own data.root. `metric` (e.g. "fd_efflite0") computes only what that

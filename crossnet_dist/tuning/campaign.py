@@ -104,6 +104,10 @@ def check_campaign(cfg) -> dict[str, dict[str, Any]]:
     from crossnet_dist.evaluation.config import groups_for_metric
 
     groups_for_metric(t.metric)  # raises ConfigError for an unknown metric
+    higher_is_better = t.metric.startswith("paired_ssim")  # every other metric: lower is better
+    if higher_is_better != (t.mode == "max"):
+        raise ConfigError(f"config key 'tune.mode': {t.metric} is better when "
+                          f"{'higher' if higher_is_better else 'lower'}: use tune.mode={'max' if higher_is_better else 'min'}")
     return specs
 
 
