@@ -90,10 +90,16 @@ class TwoDomainGAN(TranslationMethod):
         from crossnet_dist.networks import Decoder, Encoder, PatchGAN
 
         for name, net in (("E_ab", Encoder), ("D_b", Decoder), ("E_ba", Encoder), ("D_a", Decoder)):
-            self.generators[name] = net(model_cfg)
+            self.generators[name] = self.initialised(net(model_cfg))
         if not inference:
-            self.discriminators["Q_a"] = PatchGAN(model_cfg)
-            self.discriminators["Q_b"] = PatchGAN(model_cfg)
+            self.discriminators["Q_a"] = self.initialised(PatchGAN(model_cfg))
+            self.discriminators["Q_b"] = self.initialised(PatchGAN(model_cfg))
+
+    def initialised(self, net: nn.Module) -> nn.Module:
+        """`net` with the weight initialisation of model.init (the CycleGAN reference's N(0, 0.02) by default)."""
+        from crossnet_dist.networks.init import init_weights
+
+        return init_weights(net, self.model_cfg.init, self.model_cfg.init_gain)
 
     def discriminator_step(self, x_a: Tensor, x_b: Tensor, fakes: dict[str, Tensor]) -> StepOutput:
         Q_a, Q_b = self.discriminators["Q_a"], self.discriminators["Q_b"]

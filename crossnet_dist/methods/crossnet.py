@@ -27,8 +27,8 @@ class CrossNet(TwoDomainGAN):
     def __init__(self, model_cfg, loss_cfg, inference: bool = False):
         super().__init__(model_cfg, loss_cfg, inference)
         if not inference:
-            self.generators["T_ab"] = LatentTranslator(model_cfg)  # Z_A -> Z_B
-            self.generators["T_ba"] = LatentTranslator(model_cfg)  # Z_B -> Z_A
+            self.generators["T_ab"] = self.initialised(LatentTranslator(model_cfg))  # Z_A -> Z_B
+            self.generators["T_ba"] = self.initialised(LatentTranslator(model_cfg))  # Z_B -> Z_A
 
     def generator_step(self, x_a: Tensor, x_b: Tensor) -> StepOutput:
         g, w = self.generators, self.weights
