@@ -66,6 +66,10 @@ class ModelConfig:
     n_translator_blocks: int = 9  # residual blocks of each latent cross-translator
     disc_channels: int = 64  # ndf
     disc_layers: int = 3  # 3 -> the 70x70 PatchGAN
+    # crossnet/cyclegan networks: "normal" = the CycleGAN reference's N(0, init_gain) conv weights, "pytorch" = torch's
+    init: str = "normal"
+    init_gain: float = 0.02
+    upsample: str = "transposed"  # decoder 2x upsampling: transposed (the paper) | resize (nearest resize + conv)
     unit: UNITOptions = field(default_factory=UNITOptions)  # method-specific options
     xgan: XGANOptions = field(default_factory=XGANOptions)
     cascaded: CascadedOptions = field(default_factory=CascadedOptions)
@@ -182,6 +186,9 @@ class TrainConfig:
     # torch.compile every network (both trainers): on this repo's 2-CPU bench a step is ~13% faster
     # after ~1 min of compiling, so it pays on long runs only; not with dist.zero_stage=3
     compile: bool = False
+    # exponential moving average of the translation networks' weights (0 = off, e.g. 0.999): when on,
+    # generator.pt, eval, Tune scoring and serving use the averaged weights; not with dist.zero_stage=3
+    ema_decay: float = 0.0
 
 
 @dataclass
@@ -394,6 +401,17 @@ def validate(cfg: DictConfig) -> None:
             fail(key, "must be in [0, 1)")
     if cfg.optim.n_epochs + cfg.optim.n_epochs_decay == 0:
         fail("optim.n_epochs", "optim.n_epochs + optim.n_epochs_decay must be > 0")
+    from crossnet_dist.networks.generator import UPSAMPLE_KINDS
+    from crossnet_dist.networks.init import INIT_KINDS
+
+    if cfg.model.init not in INIT_KINDS:
+        fail("model.init", f"must be one of {', '.join(INIT_KINDS)}")
+    if not cfg.model.init_gain > 0:
+        fail("model.init_gain", "must be > 0")
+    if cfg.model.upsample not in UPSAMPLE_KINDS:
+        fail("model.upsample", f"must be one of {', '.join(UPSAMPLE_KINDS)}")
+    if not 0.0 <= cfg.train.ema_decay < 1.0:
+        fail("train.ema_decay", "must be in [0, 1) (0 = off)")
     _validate_methods(cfg, fail)
     _validate_dist(cfg, fail)
     _validate_serve(cfg, fail)
@@ -468,6 +486,9 @@ def _validate_dist(cfg: DictConfig, fail) -> None:
     if cfg.train.compile and d.zero_stage == 3:
         fail("train.compile", "not with dist.zero_stage=3: ZeRO-3 gathers each module's parameters in hooks "
              "around its forward, which compiled graphs would bypass; use ZeRO 0-2")
+    if cfg.train.ema_decay and d.zero_stage == 3:
+        fail("train.ema_decay", "not with dist.zero_stage=3 (each rank holds only a shard of the weights to average); "
+             "use ZeRO 0-2")
     if "://" in d.init_from and not d.init_from.startswith("s3://"):
         fail("dist.init_from", "must be a path or an s3:// URL of a run's step_XXXXXXXX checkpoint")
     if d.fail_at_step and not 0 <= d.fail_rank < d.num_workers:

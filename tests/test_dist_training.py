@@ -5,6 +5,8 @@ One cluster for the module (ray.cluster_utils.Cluster, one logical CPU per node;
 are placed STRICT_SPREAD, one per node). Every run: the tiny CrossNet, 2 workers, 4 steps.
 """
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -185,3 +187,23 @@ def test_init_from_a_missing_checkpoint_names_the_key(tmp_path):
     with pytest.raises(FileNotFoundError, match="dist.init_from.*no checkpoint folder"):
         start_checkpoint(str(tmp_path / "nope" / "step_00000002"), None)
     assert start_checkpoint("", None) is None
+
+
+@pytest.mark.timeout(300)
+def test_ema_weights_are_exported_and_are_what_tune_scores(runs):
+    """train.ema_decay on DeepSpeed ranks: generator.pt holds the averaged weights (not the raw
+    DeepSpeed ones), and Tune's checkpoint scoring rebuilds the same averaged translator."""
+    import pyarrow.fs as pafs
+
+    from crossnet_dist.tuning.scoring import generator_state_from_checkpoint, serving_checkpoint
+
+    run = runs("ema", "dist.zero_stage=2", "train.ema_decay=0.5")
+    served = load_checked(run.generator_url, SERVING_FORMAT)
+    assert served["ema"] is True
+    raw = generator_state_from_checkpoint(Path(run.checkpoint_path))
+    averaged = flat(served["translation"])
+    assert not torch.equal(averaged, flat({m: {k[len(m) + 1:]: v for k, v in raw.items() if k.startswith(m + ".")}
+                                           for m in served["translation"]}))
+    cfg = tiny_config(None, "train.ema_decay=0.5")
+    rebuilt = serving_checkpoint(run.checkpoint_path, pafs.LocalFileSystem(), cfg, run.step, Path(run.checkpoint_path).parent / "scored.pt")
+    assert torch.equal(flat(load_checked(rebuilt, SERVING_FORMAT)["translation"]), averaged)

@@ -186,7 +186,7 @@ def memory_report(prefix: str, group: DeepSpeedOptimizerGroup) -> dict[str, floa
 # ---- full weights for export ---------------------------------------------------------------
 
 
-def gathered_serving_payload(method, config_container: dict, step: int, zero_stage: int, rank: int) -> dict | None:
+def gathered_serving_payload(method, config_container: dict, step: int, zero_stage: int, rank: int, ema=None) -> dict | None:
     """`serving_payload` with the translation modules' full fp32 weights, on rank 0 (None
     elsewhere). Under ZeRO-3 every rank must call this: the partitioned parameters are gathered
     collectively first, and copied out before they are partitioned again."""
@@ -203,7 +203,7 @@ def gathered_serving_payload(method, config_container: dict, step: int, zero_sta
     with ctx:
         if rank != 0:
             return None
-        payload = serving_payload(method, config_container, step)
+        payload = serving_payload(method, config_container, step, ema)
         payload["translation"] = {
             name: {k: (t.float() if t.is_floating_point() else t).clone() for k, t in sd.items()}
             for name, sd in payload["translation"].items()

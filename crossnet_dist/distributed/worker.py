@@ -27,6 +27,7 @@ from crossnet_dist.config import config_from_container, to_container
 from crossnet_dist.image_pool import ImagePool
 from crossnet_dist.methods import build_method
 from crossnet_dist.training.checkpoint import atomic_save
+from crossnet_dist.training.ema import build_ema
 from crossnet_dist.training.loss_window import LossWindow
 from crossnet_dist.training.seed import seed_everything
 from crossnet_dist.training.step import train_step
@@ -82,6 +83,7 @@ class WorkerLoop:
         seed = self.cfg.train.seed + 7919 * self.rank
         torch.manual_seed(seed + 1)  # per-rank noise for methods that sample (UNIT's z, WGAN-GP's mixing)
         self.pools = {dom: ImagePool(self.cfg.optim.pool_size, seed=seed + i) for i, dom in enumerate("ab")}
+        self.ema = build_ema(self.method, self.cfg.train.ema_decay)  # identical on every rank (ZeRO 0-2)
         self.step = self.epoch = self.epoch_step = 0
         self.lost_steps = self.restarts = 0
         self.loader = None
@@ -123,6 +125,7 @@ class WorkerLoop:
             "pools": {dom: pool.state_dict() for dom, pool in self.pools.items()},
             "g_schedule": self.g_opt.state_dict(), "d_schedule": self.d_opt.state_dict(),
             "torch_rng": torch.get_rng_state(), "lost_steps": self.lost_steps, "restarts": self.restarts,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
         }
 
     def restore(self, checkpoint) -> bool:
@@ -155,6 +158,12 @@ class WorkerLoop:
         for group in (self.g_opt, self.d_opt):  # the LR is this run's (PBT may have changed optim.lr)
             group.set_base_lr(self.cfg.optim.lr)
         torch.set_rng_state(pos["torch_rng"])
+        if self.ema is not None:
+            if pos.get("ema") is not None:
+                self.ema.load_state_dict(pos["ema"])
+            else:  # started from a run without EMA (dist.init_from): the average starts at its weights
+                self.ema = build_ema(self.method, self.cfg.train.ema_decay)
+                log.info("rank %d: %s has no EMA weights; the average starts from its weights", self.rank, checkpoint.path)
         self.step, self.epoch, self.epoch_step = pos["step"], pos["epoch"], pos["epoch_step"]
         self.lost_steps, self.restarts = pos["lost_steps"], pos["restarts"]
         log.info("rank %d resumed from %s at step %d (epoch %d, batch %d)", self.rank, checkpoint.path, self.step,
@@ -223,6 +232,8 @@ class WorkerLoop:
                 x_a = batch["a"].to(self.device, dtype=self.dtype, non_blocking=True)
                 x_b = batch["b"].to(self.device, dtype=self.dtype, non_blocking=True)
                 losses.add(train_step(self.method, x_a, x_b, self.g_opt, self.d_opt, self.pools))
+                if self.ema is not None:
+                    self.ema.update()
                 self.step += 1
                 self.epoch_step += 1
                 window["steps"] += 1
@@ -302,7 +313,7 @@ class WorkerLoop:
         from crossnet_dist.distributed.storage import upload_file
 
         payload = gathered_serving_payload(self.method, to_container(self.cfg), self.step, self.cfg.dist.zero_stage,
-                                           self.rank)
+                                           self.rank, self.ema)
         target = None
         if self.rank == 0:
             with tempfile.TemporaryDirectory(prefix="crossnet-export-") as tmp:

@@ -80,20 +80,24 @@ def prune_step_checkpoints(folder: str | Path, keep: int) -> None:
         old.unlink(missing_ok=True)
 
 
-def serving_payload(method, config_container: dict[str, Any], step: int) -> dict[str, Any]:
+def serving_payload(method, config_container: dict[str, Any], step: int, ema=None) -> dict[str, Any]:
+    """The serving export; with `ema` (a training.ema.TranslatorEMA) its averaged weights are the
+    ones exported, and "ema" says so."""
+    state = ema.translation_state_dict() if ema is not None else method.translation_state_dict()
     return {
         "format": SERVING_FORMAT,
         "version": FORMAT_VERSION,
         "method": method.name,
         "step": step,
         "config": config_container,
-        "translation": {k: {n: t.detach().cpu() for n, t in sd.items()} for k, sd in method.translation_state_dict().items()},
+        "ema": ema is not None,
+        "translation": {k: {n: t.detach().cpu() for n, t in sd.items()} for k, sd in state.items()},
     }
 
 
 def load_translator(path: str | Path, device: str | torch.device = "cpu"):
     """Loads a serving or training checkpoint as an inference-only method (E and D of both
-    directions). Returns (method, config)."""
+    directions; a training checkpoint's EMA weights when it has them). Returns (method, config)."""
     from crossnet_dist.config import config_from_container
     from crossnet_dist.methods import build_method
 
@@ -102,6 +106,11 @@ def load_translator(path: str | Path, device: str | torch.device = "cpu"):
     method = build_method(cfg, inference=True)
     if payload["format"] == SERVING_FORMAT:
         state = payload["translation"]
+    elif payload.get("ema"):  # a training checkpoint with averaged weights: those are the translator
+        state = {name: {} for name in method.translation_modules}
+        for key, tensor in payload["ema"]["shadow"].items():
+            module, name = key.split(".", 1)
+            state.setdefault(module, {})[name] = tensor
     else:
         state = {name: _prefixed(payload["generators"], name) for name in method.translation_modules}
     try:

@@ -34,6 +34,7 @@ from crossnet_dist.training.checkpoint import (
     step_checkpoint_path,
 )
 from crossnet_dist.training.compile import compile_networks
+from crossnet_dist.training.ema import build_ema
 from crossnet_dist.training.loss_window import LossWindow
 from crossnet_dist.training.optimizers import OptimizerGroup, TorchOptimizerGroup
 from crossnet_dist.training.samples import save_sample_grid
@@ -54,6 +55,7 @@ class Trainer:
         self.g_opt: OptimizerGroup = TorchOptimizerGroup(self.method.generators.parameters(), cfg.optim)
         self.d_opt: OptimizerGroup = TorchOptimizerGroup(self.method.discriminators.parameters(), cfg.optim)
         self.pools = {d: ImagePool(cfg.optim.pool_size, seed=cfg.train.seed + i) for i, d in enumerate("ab")}
+        self.ema = build_ema(self.method, cfg.train.ema_decay)
         self.step = 0
         self.epoch = 0
         self.epoch_step = 0  # batches consumed in the current epoch
@@ -73,6 +75,8 @@ class Trainer:
         if self._sample_batch is None:
             self._sample_batch = (x_a[:4].detach().clone(), x_b[:4].detach().clone())
         metrics = train_step(self.method, x_a, x_b, self.g_opt, self.d_opt, self.pools)
+        if self.ema is not None:
+            self.ema.update()
         self.step += 1
         self.epoch_step += 1
         return metrics
@@ -177,6 +181,7 @@ class Trainer:
             "g_optim": self.g_opt.state_dict(),
             "d_optim": self.d_opt.state_dict(),
             "pools": {d: pool.state_dict() for d, pool in self.pools.items()},
+            "ema": self.ema.state_dict() if self.ema is not None else None,
             "torch_rng": torch.get_rng_state(),
         }
 
@@ -190,6 +195,10 @@ class Trainer:
         for d, pool in self.pools.items():
             pool.load_state_dict(state["pools"][d])
             pool.to(self.device)
+        if self.ema is not None:
+            if state.get("ema") is None:
+                raise ValueError("checkpoint has no EMA weights but train.ema_decay is set: resume without it")
+            self.ema.load_state_dict(state["ema"])
         self.step, self.epoch, self.epoch_step = state["step"], state["epoch"], state["epoch_step"]
         torch.set_rng_state(state["torch_rng"])
 
@@ -212,4 +221,4 @@ class Trainer:
 
     def export_serving(self, path: str | Path | None = None) -> Path:
         path = Path(path) if path else self.out_dir / "generator.pt"
-        return atomic_save(serving_payload(self.method, to_container(self.cfg), self.step), path)
+        return atomic_save(serving_payload(self.method, to_container(self.cfg), self.step, self.ema), path)

@@ -17,6 +17,7 @@ import pyarrow.fs as pafs
 import torch
 
 DS_TAG = "state"  # crossnet_dist.distributed.worker.DS_TAG
+POSITION_RANK0 = "position_rank_00000.pt"  # crossnet_dist.distributed.worker.position_file(0)
 
 
 def generator_state_from_checkpoint(folder: Path) -> dict[str, torch.Tensor]:
@@ -49,13 +50,25 @@ def serving_checkpoint(train_checkpoint: str, filesystem: pafs.FileSystem, cfg, 
         pafs.copy_files(f"{train_checkpoint.rstrip('/')}/generators", str(local / "generators"),
                         source_filesystem=filesystem, destination_filesystem=pafs.LocalFileSystem())
         state = generator_state_from_checkpoint(local)
+        ema_state = None
+        if cfg.train.ema_decay:  # the averaged weights live in rank 0's position file (identical on every rank)
+            position = f"{train_checkpoint.rstrip('/')}/{POSITION_RANK0}"
+            pafs.copy_files(position, str(local / POSITION_RANK0), source_filesystem=filesystem,
+                            destination_filesystem=pafs.LocalFileSystem())
+            ema_state = torch.load(local / POSITION_RANK0, map_location="cpu", weights_only=True).get("ema")
     method = build_method(cfg)
     missing, unexpected = method.generators.load_state_dict(state, strict=False)
     needed = [k for k in missing if k.split(".", 1)[0] in method.translation_modules]
     if needed or unexpected:
         raise RuntimeError(f"checkpoint {train_checkpoint} does not match the trial's config: "
                            f"missing {needed[:3]}, unexpected {unexpected[:3]}")
-    return atomic_save(serving_payload(method, to_container(cfg), step), out)
+    ema = None
+    if ema_state is not None:
+        from crossnet_dist.training.ema import TranslatorEMA
+
+        ema = TranslatorEMA(method, cfg.train.ema_decay)
+        ema.load_state_dict(ema_state)
+    return atomic_save(serving_payload(method, to_container(cfg), step, ema), out)
 
 
 def score_checkpoint(train_checkpoint: str, filesystem: pafs.FileSystem, cfg, step: int) -> dict[str, float]:
