@@ -13,7 +13,7 @@ export DS_ACCELERATOR ?= cpu
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER ?= 0
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: setup system-packages test demo bench bench-train bench-serve clean
+.PHONY: setup system-packages test demo bench bench-train bench-serve bench-quality clean
 
 setup: $(STAMP) $(EMOJI_TARBALLS) system-packages
 
@@ -43,8 +43,9 @@ $(EMOJI_TARBALLS): | $(STAMP)
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# DEMO_STEPS: training steps (default: the demo's own, see crossnet_dist/demo.py)
 demo: setup
-	$(BIN)/python -m crossnet_dist.demo
+	$(BIN)/python -m crossnet_dist.demo $(if $(DEMO_STEPS),--steps $(DEMO_STEPS))
 
 # Serving: p50/p99 and throughput at 1/4/16 clients, batching on/off, vs the bare model (127.0.0.1 only).
 bench-serve: setup
@@ -60,6 +61,11 @@ bench-train: setup
 # BENCH_ARGS: --skip-memory (no ZeRO-2/3 runs), --skip-dist (no Ray), --skip-compile, --skip-loader, --skip-serve.
 bench: setup
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
+
+# Time to quality: CrossNet vs CycleGAN on the emoji pairs (Ray Train + DeepSpeed, and a --local row), each
+# checkpoint scored against doing nothing (~45-60 min on 2 CPUs; QUALITY_ARGS=--quick for a few minutes).
+bench-quality: setup
+	$(BIN)/python bench/quality.py $(QUALITY_ARGS)
 
 clean:
 	rm -rf runs .pytest_cache

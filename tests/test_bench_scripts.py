@@ -45,3 +45,33 @@ def test_make_bench_in_process_rows_print():
     assert any(label.startswith("(opt) metric sync once per window (applied)") for label in labels), out.stdout
     for r in rows:
         float(r.split("|")[3].split()[0])  # every row ends in a ratio
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_quality_bench_trains_ray_and_local_rows_and_scores_each_checkpoint(tmp_path):
+    """bench/quality.py end to end at a toy budget: a Ray Train run (1 DeepSpeed worker) and the --local
+    row, each checkpoint scored against doing nothing on a paired split; table, JSON and plot written."""
+    import json
+
+    from tests.helpers import write_tiny_dataset
+
+    data = write_tiny_dataset(tmp_path / "data", n_train=4, n_test=3, size=36)
+    for i, path in enumerate(sorted((data / "testB").iterdir())):  # same names in testA/ and testB/: pairs
+        path.rename(path.with_name(f"a_{i:03d}.png"))
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "bench/quality.py", "--config", "jobs/configs/tiny.yaml", "--data", str(data), "--out", str(out),
+         "--methods", "crossnet", "--steps", "4", "--eval-every", "2", "--workers", "1", "--threads", "1",
+         "--set", "train.ema_decay=0.5", "--set", "train.log_every=2", "--eval-raw"],
+        cwd=REPO, capture_output=True, text=True, timeout=400,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = json.loads((out / "quality.json").read_text())["rows"]
+    assert [(r["trainer"], r["step"], r["weights"]) for r in rows] == [
+        (t, s, w) for t in ("ray", "local") for s in (2, 4) for w in ("ema", "raw")]
+    for r in rows:
+        assert r["cpu_s"] > 0 and r["paired_l1_a2b_ratio"] > 0 and -1 <= r["paired_ssim_b2a"] <= 1
+    assert rows[1]["cpu_s"] == rows[0]["cpu_s"] < rows[2]["cpu_s"]  # the same checkpoint, then later
+    assert "| crossnet | ray | 0 | ema | 4 |" in (out / "quality.md").read_text()
+    assert (out / "quality_vs_time.png").stat().st_size > 0

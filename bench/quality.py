@@ -1,0 +1,210 @@
+"""Time-to-quality benchmark: CrossNet and CycleGAN trained on the same data, size, batch and step
+budget, each checkpoint scored on the held-out emoji pairs against doing nothing.
+
+    python bench/quality.py            # the full budget (about 45-60 min on 2 CPU cores)
+    python bench/quality.py --quick    # a few minutes: checks that it runs
+    python bench/quality.py --methods crossnet --steps 1500 --set model.upsample=transposed   # one recipe change
+
+Each run trains through the product's path, a Ray Train job with DeepSpeed workers (`--trainer
+ray`, default: 2 workers, ZeRO-2, data streamed from the prepared folder by the training loader),
+plus a `--local` comparison row (the single-process trainer with the same global batch, `--local-row`). Runs are sequential,
+so each one has the machine to itself and its CPU-seconds (training wall time x CPU cores used)
+compare. Every `--eval-every` steps a checkpoint is kept and scored afterwards on the test split:
+paired L1 and SSIM against the true counterpart and their ratio to doing nothing (the input as
+its own prediction), and fd_efflite0 against its identity baseline (the untranslated inputs).
+A run with train.ema_decay is scored on its averaged weights (what is served) and, with
+--eval-raw, also on its raw weights. Prints one table, writes quality.json, quality.md and the
+plot quality_vs_time.png under --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+for key, value in {"DS_ACCELERATOR": "cpu", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled",
+                   "GLOO_SOCKET_IFNAME": "lo", "RAY_DEDUP_LOGS": "1"}.items():
+    os.environ.setdefault(key, value)
+
+COLUMNS = ("paired_l1_a2b_ratio", "paired_l1_b2a_ratio", "paired_ssim_a2b", "paired_ssim_b2a",
+           "paired_ssim_a2b_ratio", "paired_ssim_b2a_ratio", "fd_a2b_ratio", "fd_b2a_ratio")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", default=str(REPO / "jobs/configs/emoji.yaml"))
+    p.add_argument("--data", default=str(REPO / "data/emoji"), help="prepared emoji set (made if missing)")
+    p.add_argument("--out", default=str(REPO / "runs/bench-quality"))
+    p.add_argument("--methods", default="crossnet,cyclegan")
+    p.add_argument("--seeds", default="0")
+    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--eval-every", type=int, default=1000)
+    p.add_argument("--trainer", choices=("ray", "local"), default="ray")
+    p.add_argument("--local-row", action=argparse.BooleanOptionalAction, default=True,
+                   help="also train the first method with --local (default on)")
+    p.add_argument("--workers", type=int, default=2, help="Ray Train workers (1 CPU each)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads of a --local run")
+    p.add_argument("--eval-raw", action="store_true", help="EMA runs: also score the raw weights")
+    p.add_argument("--max-images", type=int, default=0, help="test images per domain scored; 0 = all")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for every run (repeatable)")
+    p.add_argument("--quick", action="store_true", help="300 steps, scored every 150, no local row")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.steps, args.eval_every, args.local_row, args.max_images = 300, 150, False, args.max_images or 100
+    if args.eval_every < 1 or args.steps < args.eval_every:
+        p.error("--eval-every must be in [1, --steps]")
+    return args
+
+
+def ensure_data(url: str) -> None:
+    if (Path(url) / "testB").is_dir():
+        return
+    from crossnet_dist.data.prepare import prepare
+
+    print(f"preparing the emoji set in {url}", flush=True)
+    prepare("emoji", url)
+
+
+def run_config(args, method: str, seed: int, trainer: str, folder: Path):
+    from crossnet_dist.config import load_config
+
+    every = args.eval_every
+    overrides = [
+        f"method={method}", f"data.root={args.data}", f"train.seed={seed}", f"train.max_steps={args.steps}",
+        f"train.out_dir={folder}", "train.progress=false", f"train.checkpoint_every={every}", "train.keep_checkpoints=0",
+        f"train.sample_every={args.steps}", f"dist.checkpoint_every={every}", "dist.keep_checkpoints=0",
+        f"dist.num_workers={args.workers}", "dist.cpus_per_worker=1", f"dist.storage_path={folder / 'ray'}",
+        "dist.run_name=run", "dist.max_failures=0", *args.overrides,
+    ]
+    if trainer == "local":  # one process takes the global batch of the distributed runs
+        base = load_config(args.config, [f"data.root={args.data}", *args.overrides])
+        overrides.append(f"data.batch_size={base.data.batch_size * args.workers}")
+    cfg = load_config(args.config, overrides)
+    if cfg.train.log_every > every or every % cfg.train.log_every:
+        overrides.append(f"train.log_every={every}")
+        cfg = load_config(args.config, overrides)
+    return cfg
+
+
+def train_ray(cfg) -> tuple[list[tuple[int, str, float]], float]:
+    """Trains on Ray Train workers; returns [(step, checkpoint, CPU-seconds)] and the cores used."""
+    from crossnet_dist.distributed.driver import train_distributed
+    from crossnet_dist.distributed.storage import resolve_storage
+
+    result = train_distributed(cfg, progress=False)
+    cores = cfg.dist.num_workers * cfg.dist.cpus_per_worker
+    elapsed = {int(h["step"]): float(h["perf/elapsed_s"]) for h in result.history if "perf/elapsed_s" in h}
+    windows = [h for h in result.history[1:] if "perf/data_wait_s" in h]  # the first window holds the warm-up
+    if windows:
+        wait = sum(h["perf/data_wait_s"] for h in windows) / sum(h["perf/step_time_s"] for h in windows)
+        print(f"    data wait: {100 * wait:.1f}% of the step time (rank max, mean of {len(windows)} windows)", flush=True)
+    where = resolve_storage(result.run_url, cfg.data.storage)
+    points = []
+    for step in range(cfg.dist.checkpoint_every, result.step + 1, cfg.dist.checkpoint_every):
+        points.append((step, f"{where.fs_path}/step_{step:08d}", elapsed[step] * cores))
+    return points, cores
+
+
+def train_local(cfg, threads: int) -> tuple[list[tuple[int, str, float]], float]:
+    import torch
+
+    from crossnet_dist.data import build_train_loader
+    from crossnet_dist.training.checkpoint import step_checkpoint_path
+    from crossnet_dist.training.loop import Trainer
+
+    torch.set_num_threads(threads)
+    trainer = Trainer(cfg)
+    trainer.fit(build_train_loader(cfg.data, image_size=cfg.model.image_size, seed=cfg.train.seed))
+    wall, cumulative = 0.0, {}
+    for line in (trainer.out_dir / "metrics.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        wall += rec["perf/step_time_s"] * cfg.train.log_every
+        cumulative[rec["step"]] = wall
+    folder = trainer.out_dir / "checkpoints"
+    every = cfg.train.checkpoint_every
+    return [(s, str(step_checkpoint_path(folder, s)), cumulative[s] * threads) for s in range(every, trainer.step + 1, every)], threads
+
+
+def score(checkpoint: str, cfg, trainer: str, args, raw: bool = False) -> dict[str, float]:
+    """Paired and fd_efflite0 metrics of one checkpoint (its EMA weights unless raw)."""
+    import pyarrow.fs as pafs
+    import torch
+
+    from crossnet_dist.evaluation import evaluate
+    from crossnet_dist.training.checkpoint import load_checked
+
+    with tempfile.TemporaryDirectory(prefix="crossnet-quality-") as tmp:
+        path = Path(checkpoint)
+        if trainer == "ray":
+            from crossnet_dist.tuning.scoring import serving_checkpoint
+
+            score_cfg = cfg.copy()
+            if raw:
+                score_cfg.train.ema_decay = 0.0
+            path = serving_checkpoint(checkpoint, pafs.LocalFileSystem(), score_cfg, 0, Path(tmp) / "generator.pt")
+        elif raw:
+            payload = load_checked(path, "crossnet-dist/train")
+            payload["ema"] = None
+            path = Path(tmp) / "raw.pt"
+            torch.save(payload, path)
+        m = evaluate(path, data=args.data, metrics=["paired", "efflite0"], max_images=args.max_images, device="cpu")
+    for d in ("a2b", "b2a"):
+        m[f"fd_{d}_ratio"] = m[f"fd_efflite0_{d}"] / m[f"fd_efflite0_{d}_identity_baseline"]
+    return m
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ensure_data(args.data)
+    methods, seeds = args.methods.split(","), [int(s) for s in args.seeds.split(",")]
+    plan = [(m, s, args.trainer) for s in seeds for m in methods]
+    if args.local_row and args.trainer == "ray":
+        plan += [(methods[0], s, "local") for s in seeds]
+    started = time.perf_counter()
+    trained = []
+    for method, seed, trainer in plan:
+        folder = out / f"{method}-{trainer}-s{seed}"
+        cfg = run_config(args, method, seed, trainer, folder)
+        print(f"=== train {method} ({trainer}, seed {seed}): {args.steps} steps, checkpoint every {args.eval_every}", flush=True)
+        t0 = time.perf_counter()
+        points, cores = train_ray(cfg) if trainer == "ray" else train_local(cfg, args.threads)
+        print(f"--- {method} ({trainer}) trained in {time.perf_counter() - t0:.0f} s on {cores:g} cores", flush=True)
+        trained.append((method, seed, trainer, cfg, points))
+    rows = []
+    for method, seed, trainer, cfg, points in trained:
+        variants = [("ema" if cfg.train.ema_decay else "raw", False)]
+        if cfg.train.ema_decay and args.eval_raw:
+            variants.append(("raw", True))
+        for step, checkpoint, cpu_s in points:
+            for weights, raw in variants:
+                m = score(checkpoint, cfg, trainer, args, raw=raw)
+                row = {"method": method, "trainer": trainer, "seed": seed, "weights": weights, "step": step,
+                       "cpu_s": cpu_s, **{k: m[k] for k in COLUMNS}, "baseline_ssim_a2b": m["paired_ssim_a2b_identity_baseline"],
+                       "baseline_ssim_b2a": m["paired_ssim_b2a_identity_baseline"]}
+                rows.append(row)
+                print(format_row(row), flush=True)
+    total = time.perf_counter() - started
+    from bench.quality_report import write_outputs
+
+    write_outputs(rows, out, args, total)
+    return 0
+
+
+def format_row(r: dict) -> str:
+    return (f"{r['method']:>9} {r['trainer']:>5} s{r['seed']} {r['weights']:>3} {r['step']:>6} {r['cpu_s']:>8.0f} | "
+            + " ".join(f"{r[k]:.3f}" for k in COLUMNS))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
