@@ -45,7 +45,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default=str(REPO / "runs/bench-quality"))
     p.add_argument("--methods", default="crossnet,cyclegan")
     p.add_argument("--seeds", default="0")
-    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--eval-every", type=int, default=1000)
     p.add_argument("--trainer", choices=("ray", "local"), default="ray")
     p.add_argument("--local-row", action=argparse.BooleanOptionalAction, default=True,
