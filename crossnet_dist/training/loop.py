@@ -196,9 +196,11 @@ class Trainer:
             pool.load_state_dict(state["pools"][d])
             pool.to(self.device)
         if self.ema is not None:
-            if state.get("ema") is None:
-                raise ValueError("checkpoint has no EMA weights but train.ema_decay is set: resume without it")
-            self.ema.load_state_dict(state["ema"])
+            if state.get("ema") is not None:
+                self.ema.load_state_dict(state["ema"])
+            else:  # a checkpoint of a run without EMA: the average starts at its weights
+                self.ema = build_ema(self.method, self.cfg.train.ema_decay)
+                log.info("the checkpoint has no EMA weights; the average starts from its weights")
         self.step, self.epoch, self.epoch_step = state["step"], state["epoch"], state["epoch_step"]
         torch.set_rng_state(state["torch_rng"])
 
