@@ -86,3 +86,15 @@ def test_resume_restores_the_ema(tmp_path):
     assert again.ema.updates == 3
     for key, value in trainer.ema.shadow.items():
         assert torch.equal(again.ema.shadow[key], value)
+
+
+def test_resuming_a_run_without_ema_starts_the_average_at_its_weights(tmp_path):
+    trainer = Trainer(tiny_config(tmp_path, "train.max_steps=2", "train.log_every=1"))
+    trainer.fit(tiny_batches(2))
+    again = Trainer(tiny_config(tmp_path, "train.max_steps=2", "train.ema_decay=0.9", "train.log_every=1"))
+    again.resume()
+    assert again.ema.updates == 0
+    raw = again.method.translation_state_dict()
+    for module, state in again.ema.translation_state_dict().items():
+        for name, value in state.items():
+            assert torch.equal(value, raw[module][name].cpu())
