@@ -215,3 +215,17 @@ def test_tune_command_is_registered():
     args = parse(["tune", str(TUNE_TINY), "tune.num_samples=2", "--resume", "camp", "optim.lr=1e-4", "--address", "x:1"])
     assert args.command == "tune" and args.resume == "camp" and args.address == "x:1"
     assert args.overrides == ["tune.num_samples=2", "optim.lr=1e-4"]
+
+
+def test_a_trial_prunes_only_checkpoints_it_has_scored(tmp_path):
+    import pyarrow.fs as pafs
+
+    from crossnet_dist.tuning.trial import prune_scored
+
+    run = tmp_path / "run"
+    for step in (2, 4, 6, 8):
+        (run / f"step_{step:08d}").mkdir(parents=True)
+    prune_scored(pafs.LocalFileSystem(), str(run / "step_00000006"), keep=2)  # step 8 is not scored yet
+    assert sorted(p.name for p in run.iterdir()) == ["step_00000004", "step_00000006", "step_00000008"]
+    prune_scored(pafs.LocalFileSystem(), str(run / "step_00000008"), keep=0)  # 0 = keep all (PBT)
+    assert len(list(run.iterdir())) == 3

@@ -104,6 +104,21 @@ def choose_run(trial_id: str, pointer: dict[str, Any] | None, storage) -> tuple[
     return run, pointer["checkpoint"], list(pointer.get("lineage", []))
 
 
+def prune_scored(filesystem, checkpoint: str, keep: int) -> None:
+    """Deletes the step_* checkpoints of `checkpoint`'s run older than the newest `keep` up to and
+    including it (0 = keep all); newer ones, not scored yet, are never touched."""
+    if keep <= 0:
+        return
+    import pyarrow.fs as pafs
+
+    run, _, name = checkpoint.rstrip("/").rpartition("/")
+    infos = filesystem.get_file_info(pafs.FileSelector(run, allow_not_found=True))
+    scored = sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory and
+                    i.base_name.startswith("step_") and i.base_name <= name)
+    for old in scored[:-keep]:
+        filesystem.delete_dir(f"{run}/{old}")
+
+
 def run_trial(config: dict[str, Any], base: dict[str, Any], runs_url: str) -> None:
     """The Tune trainable. `config`: {config key: value} of this trial; `base`: the campaign's
     config (a plain dict); `runs_url`: where the trials' Train runs go (`<campaign>/runs`)."""
@@ -129,8 +144,12 @@ def run_trial(config: dict[str, Any], base: dict[str, Any], runs_url: str) -> No
         lineage.append({"from_trial": pointer["trial_id"], "from_run": pointer["run"], "step": int(pointer["step"]),
                         "params": params})
         cfg.dist.init_from = init_from
-    if cfg.tune.scheduler == "pbt":
-        cfg.dist.keep_checkpoints = 0
+    # The Train run keeps every checkpoint: the driver scores each one while the workers train on, and
+    # prunes a run's checkpoints only once scored (Ray Train's own pruning raced ahead of a slow score
+    # and deleted a checkpoint before it was read). Under PBT nothing is pruned: a donor's must outlive
+    # its clones.
+    keep = 0 if cfg.tune.scheduler == "pbt" else cfg.dist.keep_checkpoints
+    cfg.dist.keep_checkpoints = 0
     run_dir = f"{storage.fs_path}/{trial_id}"
     how = f"from {pointer['trial_id']} step {pointer['step']} ({init_from})" if init_from else \
         ("resume" if pointer is not None else "start")
@@ -173,6 +192,7 @@ def run_trial(config: dict[str, Any], base: dict[str, Any], runs_url: str) -> No
         if held is not None:
             report_scored(*held)
         held = scored(metrics, checkpoint)  # the workers report at checkpoints only
+        prune_scored(storage.filesystem, checkpoint, keep)
         last = held[0]
         n_scored += 1
     thread.join()
