@@ -96,7 +96,9 @@ def test_asha_campaign_of_four_trials_stops_the_worst_and_points_at_the_best(ray
     from crossnet_dist.training.checkpoint import load_translator
     from crossnet_dist.tuning.campaign import run_campaign
 
-    cfg = tune_config(*overrides(data, tmp_path, "asha", "tune.num_samples=2",
+    # 24 steps: a stopped trial's run must still be training when ASHA's stop reaches it (the driver
+    # scores asynchronously; 8 tiny steps could end, and export, before the first rung was scored)
+    cfg = tune_config(*overrides(data, tmp_path, "asha", "tune.num_samples=2", "train.max_steps=24",
                                  "tune.space={optim.lr: {type: grid, values: [2.0e-4, 5.0e-2]}}"))
     t0 = time.time()
     result = run_campaign(cfg)
