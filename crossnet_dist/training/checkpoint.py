@@ -107,10 +107,9 @@ def load_translator(path: str | Path, device: str | torch.device = "cpu"):
     if payload["format"] == SERVING_FORMAT:
         state = payload["translation"]
     elif payload.get("ema"):  # a training checkpoint with averaged weights: those are the translator
-        state = {name: {} for name in method.translation_modules}
-        for key, tensor in payload["ema"]["shadow"].items():
-            module, name = key.split(".", 1)
-            state.setdefault(module, {})[name] = tensor
+        from crossnet_dist.training.ema import nest_by_module
+
+        state = nest_by_module(payload["ema"]["shadow"])
     else:
         state = {name: _prefixed(payload["generators"], name) for name in method.translation_modules}
     try:

@@ -47,11 +47,7 @@ class TranslatorEMA:
 
     def translation_state_dict(self) -> dict[str, dict[str, Tensor]]:
         """The averaged weights in the layout of `method.translation_state_dict()`."""
-        out: dict[str, dict[str, Tensor]] = {}
-        for key, tensor in self.shadow.items():
-            module, name = key.split(".", 1)
-            out.setdefault(module, {})[name] = tensor.detach().cpu()
-        return out
+        return nest_by_module({k: v.detach().cpu() for k, v in self.shadow.items()})
 
     def state_dict(self) -> dict:
         return {"decay": self.decay, "updates": self.updates, "shadow": {k: v.cpu() for k, v in self.shadow.items()}}
@@ -63,6 +59,15 @@ class TranslatorEMA:
         for k, v in self.shadow.items():
             v.copy_(state["shadow"][k])
         self.updates = int(state["updates"])
+
+
+def nest_by_module(flat: dict[str, Tensor]) -> dict[str, dict[str, Tensor]]:
+    """{"E_ab.net.0.weight": t} -> {"E_ab": {"net.0.weight": t}} (a saved EMA's shadow as translation state)."""
+    out: dict[str, dict[str, Tensor]] = {}
+    for key, tensor in flat.items():
+        module, name = key.split(".", 1)
+        out.setdefault(module, {})[name] = tensor
+    return out
 
 
 def build_ema(method, decay: float) -> TranslatorEMA | None:
