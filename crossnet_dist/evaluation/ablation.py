@@ -1,4 +1,4 @@
-"""The CrossNet paper's ablation (Fig. 5): GAN+Id, then each latent loss added, then CycleGAN.
+"""The CrossNet paper's ablation (Fig. 5): GAN+Id, the paper's five latent-loss settings, CycleGAN; and UNIT, XGAN.
 
 Every setting trains from the same base config, data, step budget and seeds, and is scored by
 the same evaluation; `summarise` averages over seeds and `write_tables` writes the table
@@ -18,18 +18,39 @@ from pathlib import Path
 from statistics import mean, stdev
 from typing import Any, Callable, Sequence
 
-_NO_LATENT = ["loss.crossnet.cross_translation=0", "loss.crossnet.cross_identity=0", "loss.crossnet.latent_cycle=0"]
+def _crossnet_with(*terms: str) -> list[str]:
+    """CrossNet with GAN + Id (always on in Fig. 5) and only the named latent losses of eq. 5."""
+    latent = {"CTC": "cross_translation", "ZId": "cross_identity", "ZCyc": "latent_cycle"}
+    return ["method=crossnet", *[f"loss.crossnet.{key}=0" for name, key in latent.items() if name not in terms]]
 
-# Fig. 5's columns, left to right. Weights not set to 0 keep the base config's values (eq. 5: 3, 6, 6).
-SETTINGS: dict[str, list[str]] = {
-    "GAN+Id": ["method=crossnet", *_NO_LATENT],
-    "+CTC": ["method=crossnet", "loss.crossnet.cross_identity=0", "loss.crossnet.latent_cycle=0"],
-    "+ZId": ["method=crossnet", "loss.crossnet.cross_translation=0", "loss.crossnet.latent_cycle=0"],
-    "+CTC+ZId": ["method=crossnet", "loss.crossnet.latent_cycle=0"],
-    "+CTC+ZId+ZCyc (CrossNet)": ["method=crossnet"],
+
+# Fig. 5's columns, left to right (GAN and Id on in each), with GAN+Id alone first as a seventh.
+# Weights not set to 0 keep the base config's values (eq. 5: 3, 6, 6).
+ABLATION: dict[str, list[str]] = {
+    "GAN+Id": _crossnet_with(),
+    "CTC": _crossnet_with("CTC"),
+    "ZId": _crossnet_with("ZId"),
+    "CTC+ZId": _crossnet_with("CTC", "ZId"),
+    "ZId+ZCyc": _crossnet_with("ZId", "ZCyc"),
+    "CTC+ZId+ZCyc (CrossNet)": _crossnet_with("CTC", "ZId", "ZCyc"),
     "CycleGAN": ["method=cyclegan"],
 }
-TABLE_METRICS = ("fd_efflite0_a2b", "fd_efflite0_b2a", "kd_efflite0", "cycle_l1", "fid_a2b", "fid_b2a")
+# The other methods at the same budget, for a method comparison (`--settings UNIT XGAN CycleGAN ...`).
+# Each trains with its own paper optimiser values (the method defaults: no optim.* key set).
+METHOD_COMPARISON: dict[str, list[str]] = {"UNIT": ["method=unit"], "XGAN": ["method=xgan"]}
+SETTINGS: dict[str, list[str]] = {**ABLATION, **METHOD_COMPARISON}
+# Paired figures (the same emoji in both vendors' art) first, then the feature distances.
+TABLE_METRICS = (
+    "paired_l1_a2b", "paired_l1_b2a", "paired_ssim_a2b", "paired_ssim_b2a",
+    "fd_efflite0_a2b", "fd_efflite0_b2a", "kd_efflite0", "cycle_l1", "fid_a2b", "fid_b2a",
+)
+HIGHER_IS_BETTER = ("paired_ssim",)
+# The paper's Fig. 5 (horse2zebra, FID, lower is better): its six columns, GAN+Id not reported.
+PAPER_FIG5_FID = {
+    "b2a": {"CTC": 89.3, "ZId": 88.7, "CTC+ZId": 85.9, "ZId+ZCyc": 84.8, "CTC+ZId+ZCyc (CrossNet)": 81.2, "CycleGAN": 142.2},
+    "a2b": {"CTC": 267.8, "ZId": 185.2, "CTC+ZId": 179.5, "ZId+ZCyc": 181.1, "CTC+ZId+ZCyc (CrossNet)": 154.4,
+            "CycleGAN": 173.1},
+}
 
 
 def slug(name: str) -> str:
@@ -121,19 +142,28 @@ def write_tables(records: list[dict[str, Any]], settings: Sequence[str], out_dir
     for r in rows:
         seeds = ",".join(map(str, r["seeds"]))
         lines.append(f"| {r['setting']} | {seeds} | {r['steps']} | " + " | ".join(_cell(r, c) for c in columns) + f" | {r['train_s']} |")
-    lines += ["", "mean ± sample standard deviation over seeds; lower is better for every metric. "
-              "fd/kd_efflite0: Frechet/kernel distance on EfficientNet-Lite0 features (not FID)."]
-    baseline = {d: rows[0].get(f"fd_efflite0_{d}_identity_baseline_mean") for d in ("a2b", "b2a")} if rows else {}
-    if all(v is not None for v in baseline.values()) and baseline:
-        lines.append(f"Untranslated inputs score fd_efflite0 a2b {baseline['a2b']:.4g}, b2a {baseline['b2a']:.4g} "
-                     "(the input domain against the target domain): a useful translator scores below that.")
+    lines += ["", "mean ± sample standard deviation over seeds; lower is better for every metric but paired_ssim. "
+              "paired_*: against the true counterpart (the same file name in the other domain's test folder), "
+              "L1 in the [-1, 1] range; fd/kd_efflite0: Frechet/kernel distance on EfficientNet-Lite0 features (not FID)."]
+    base = rows[0] if rows else {}
+    untranslated = [f"{k} {base[f'{k}_identity_baseline_mean']:.4g}" for k in columns
+                    if f"{k}_identity_baseline_mean" in base]
+    if untranslated:
+        lines.append("Doing nothing (the untranslated input scored the same way): " + ", ".join(untranslated)
+                     + ". A useful translator is below that on L1 and fd, above it on SSIM.")
+    paper = [r["setting"] for r in rows if r["setting"] in PAPER_FIG5_FID["a2b"]]
+    if paper:
+        lines += ["", "The paper's Fig. 5 (horse2zebra, FID; GAN+Id not reported):", "",
+                  "| setting | Horse -> Zebra (a2b) | Zebra -> Horse (b2a) |", "|---|---|---|"]
+        lines += [f"| {s} | {PAPER_FIG5_FID['a2b'][s]} | {PAPER_FIG5_FID['b2a'][s]} |" for s in paper]
     paths = {"markdown": out_dir / "ablation.md", "csv": out_dir / "ablation.csv", "runs_csv": out_dir / "runs.csv",
              "json": out_dir / "runs.json", "chart": out_dir / "ablation.png"}
     paths["markdown"].write_text("\n".join(lines) + "\n")
     _write_csv(paths["csv"], rows)
     _write_csv(paths["runs_csv"], [{k: v for k, v in r.items() if k != "metrics"} | r["metrics"] for r in records])
     paths["json"].write_text(json.dumps(records, indent=2) + "\n")
-    chart_metric = "fid" if any("fid_a2b_mean" in r for r in rows) else "fd_efflite0"
+    chart_metric = next((m for m in ("paired_l1", "fid", "fd_efflite0") if any(f"{m}_a2b_mean" in r for r in rows)),
+                        "fd_efflite0")
     groups = {
         direction: ([r.get(f"{chart_metric}_{direction}_mean", float("nan")) for r in rows],
                     [r.get(f"{chart_metric}_{direction}_std", 0.0) for r in rows])
