@@ -140,12 +140,15 @@ class LossConfig:
 
 @dataclass
 class OptimConfig:
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
+    """Adam and the schedule. lr, betas and pool_size left unset (null) take the method's paper values
+    (`TranslationMethod.optim_defaults`) at load time, so `method=unit` alone trains as UNIT did."""
+
+    lr: Optional[float] = None
+    beta1: Optional[float] = None
+    beta2: Optional[float] = None
     n_epochs: int = 100  # epochs at the initial learning rate
     n_epochs_decay: int = 100  # epochs of linear decay to zero after that
-    pool_size: int = 50  # history of generated images shown to the discriminators
+    pool_size: Optional[int] = None  # history of generated images shown to the discriminators (0 = none)
 
 
 @dataclass
@@ -340,8 +343,21 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
         except OmegaConfBaseException as err:
             raise ConfigError(_describe(err, " (command-line override)")) from None
+    apply_method_defaults(cfg)
     validate(cfg)
     return cfg
+
+
+def apply_method_defaults(cfg: DictConfig) -> None:
+    """Fills the optim.* keys left unset with the values of the method's paper."""
+    from crossnet_dist.methods import METHODS
+
+    method = METHODS.get(cfg.method)
+    if method is None:
+        return  # validate names the key
+    for key, value in method.optim_defaults.items():
+        if cfg.optim[key] is None:
+            cfg.optim[key] = value
 
 
 def config_from_container(container: dict[str, Any]) -> DictConfig:
@@ -350,6 +366,7 @@ def config_from_container(container: dict[str, Any]) -> DictConfig:
         cfg = OmegaConf.merge(OmegaConf.structured(Config), container)
     except OmegaConfBaseException as err:
         raise ConfigError(_describe(err, " (stored config)")) from None
+    apply_method_defaults(cfg)
     validate(cfg)
     return cfg
 

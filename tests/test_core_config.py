@@ -1,7 +1,7 @@
 import pytest
 
 from crossnet_dist.config import ConfigError, load_config
-from tests.helpers import TINY_CONFIG
+from tests.helpers import REPO, TINY_CONFIG
 
 
 def test_defaults_are_the_papers():
@@ -11,6 +11,32 @@ def test_defaults_are_the_papers():
     assert (cfg.optim.lr, cfg.optim.beta1, cfg.optim.beta2, cfg.optim.pool_size) == (2e-4, 0.5, 0.999, 50)
     assert cfg.model.n_encoder_blocks == 9 and cfg.model.n_translator_blocks == 9
     assert (cfg.loss.cyclegan.cycle, cfg.loss.cyclegan.identity) == (10, 0.5)
+
+
+PAPER_OPTIM = {  # (lr, beta1, beta2, pool_size) as each paper trains
+    "crossnet": (2e-4, 0.5, 0.999, 50),  # CrossNet sec. 3.5
+    "cyclegan": (2e-4, 0.5, 0.999, 50),  # CycleGAN sec. 4
+    "unit": (1e-4, 0.5, 0.999, 0),  # UNIT sec. 4
+    "xgan": (1e-4, 0.9, 0.999, 0),  # XGAN sec. 3.1 (lr only; Adam's own betas)
+    "cascaded": (1e-4, 0.5, 0.999, 0),  # cascaded appendix A.1.1
+}
+
+
+@pytest.mark.parametrize("method", sorted(PAPER_OPTIM))
+def test_the_method_alone_gives_its_papers_optimiser(method):
+    o = load_config(None, [f"method={method}"]).optim
+    assert (o.lr, o.beta1, o.beta2, o.pool_size) == PAPER_OPTIM[method]
+
+
+@pytest.mark.parametrize("method", ["unit", "xgan", "cascaded"])
+def test_another_methods_config_does_not_impose_its_optimiser(method):
+    o = load_config(REPO / "jobs/configs/crossnet.yaml", [f"method={method}"]).optim
+    assert (o.lr, o.beta1, o.beta2, o.pool_size) == PAPER_OPTIM[method]
+
+
+def test_a_set_optimiser_value_wins_over_the_methods():
+    o = load_config(None, ["method=unit", "optim.lr=3e-4", "optim.pool_size=10"]).optim
+    assert (o.lr, o.pool_size, o.beta1) == (3e-4, 10, 0.5)
 
 
 def test_yaml_then_overrides():

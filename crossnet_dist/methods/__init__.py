@@ -1,8 +1,9 @@
 """Method registry: `build_method(cfg)` picks the plug-in named by `cfg.method`.
 
-Methods: crossnet, cyclegan, unit, xgan, cascaded. Optimiser settings (optim.lr, betas) are global
-config keys, not per-method code defaults: each method's paper values are set by its YAML in
-jobs/configs/ (crossnet/cyclegan 2e-4, unit 1e-4 (0.5, 0.999), xgan 1e-4, cascaded 1e-4 (0.5, 0.999)).
+Methods: crossnet, cyclegan, unit, xgan, cascaded. Each owns its paper's optimiser values
+(`optim_defaults`: crossnet/cyclegan Adam 2e-4 (0.5, 0.999) with a pool of 50, unit 1e-4 (0.5, 0.999),
+xgan 1e-4 (0.9, 0.999), cascaded 1e-4 (0.5, 0.999), no pool for the last three), which fill the
+optim.* keys a config leaves unset.
 """
 
 from __future__ import annotations

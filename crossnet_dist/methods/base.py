@@ -34,6 +34,10 @@ class TranslationMethod(nn.Module):
     # and pooled fakes: 1 for the LSGAN/GAN methods, n_critic for WGAN-GP (a method may set it per
     # instance, from its config).
     critic_steps: int = 1
+    # The paper's optimiser, set by every method: Adam lr, beta1, beta2, and pool_size (the history of
+    # fakes shown to the discriminators); optim.* keys a config leaves unset take these
+    # (config.apply_method_defaults).
+    optim_defaults: ClassVar[dict[str, float | int]]
 
     def __init__(self, model_cfg, loss_cfg, inference: bool = False):
         super().__init__()
@@ -84,6 +88,8 @@ class TwoDomainGAN(TranslationMethod):
 
     translation_modules = ("E_ab", "D_b", "E_ba", "D_a")
     encoder_decoder = {"a2b": ("E_ab", "D_b"), "b2a": ("E_ba", "D_a")}
+    # CrossNet sec. 3.5 and CycleGAN sec. 4 (its reference code): Adam 2e-4 (0.5, 0.999), a pool of 50 fakes
+    optim_defaults = {"lr": 2e-4, "beta1": 0.5, "beta2": 0.999, "pool_size": 50}
 
     def __init__(self, model_cfg, loss_cfg, inference: bool = False):
         super().__init__(model_cfg, loss_cfg, inference)

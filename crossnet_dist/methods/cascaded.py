@@ -61,6 +61,9 @@ class CascadedError(ValueError):
 
 class Cascaded(TranslationMethod):
     name = "cascaded"
+    # appendix A.1.1: Adam 1e-4 (0.5, 0.999) at a fixed rate; no history pool (a WGAN-GP critic is
+    # trained on the current translator's samples)
+    optim_defaults = {"lr": 1e-4, "beta1": 0.5, "beta2": 0.999, "pool_size": 0}
 
     def __init__(self, model_cfg, loss_cfg, inference: bool = False):
         super().__init__(model_cfg, loss_cfg, inference)

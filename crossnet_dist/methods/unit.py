@@ -38,6 +38,7 @@ class UNIT(TranslationMethod):
     name = "unit"
     translation_modules = ("E_a", "E_b", "G_a", "G_b")
     encoder_decoder = {"a2b": ("E_a", "G_b"), "b2a": ("E_b", "G_a")}  # F_a->b = G_b(E_mu,a(x)): mean code, no noise
+    optim_defaults = {"lr": 1e-4, "beta1": 0.5, "beta2": 0.999, "pool_size": 0}  # sec. 4; no history pool
 
     def __init__(self, model_cfg, loss_cfg, inference: bool = False):
         super().__init__(model_cfg, loss_cfg, inference)

@@ -44,6 +44,8 @@ class XGAN(TranslationMethod):
     name = "xgan"
     translation_modules = ("e_1", "e_2", "d_1", "d_2")
     encoder_decoder = {"a2b": ("e_1", "d_2"), "b2a": ("e_2", "d_1")}  # g_12 = d_2 o e_1
+    # sec. 3.1: Adam, lr 1e-4; betas not given, so Adam's own (0.9, 0.999); no history pool
+    optim_defaults = {"lr": 1e-4, "beta1": 0.9, "beta2": 0.999, "pool_size": 0}
 
     def __init__(self, model_cfg, loss_cfg, inference: bool = False):
         super().__init__(model_cfg, loss_cfg, inference)
