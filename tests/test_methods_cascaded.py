@@ -129,25 +129,46 @@ def test_translator_total_is_eq4_and_critic_loss_is_eq1():
 
 
 class Counting:
-    def __init__(self, inner):
-        self.inner, self.calls = inner, 0
+    def __init__(self, inner, name, log):
+        self.inner, self.name, self.log = inner, name, log
 
     def backward_step(self, loss):
-        self.calls += 1
+        self.log.append(self.name)
         self.inner.backward_step(loss)
 
 
-@pytest.mark.parametrize("level, expected", [(5, 4), (0, 1)])
-def test_train_step_runs_the_critic_steps(level, expected):
+def _counted_step(level: int, n_batches: int):
     torch.manual_seed(0)
     cfg = cascaded_config(None, f"model.cascaded.train_level={level}")
     method = build_method(cfg)
-    assert method.critic_steps == expected
-    g_opt = Counting(TorchOptimizerGroup(method.generators.parameters(), cfg.optim))
-    d_opt = Counting(TorchOptimizerGroup(method.discriminators.parameters(), cfg.optim))
-    batch = tiny_batches(1, batch_size=2)[0]
-    train_step(method, batch["a"], batch["b"], g_opt, d_opt, {"a": ImagePool(0), "b": ImagePool(0)})
-    assert (g_opt.calls, d_opt.calls) == (1, expected)
+    order, seen = [], []
+    g_opt = Counting(TorchOptimizerGroup(method.generators.parameters(), cfg.optim), "G", order)
+    d_opt = Counting(TorchOptimizerGroup(method.discriminators.parameters(), cfg.optim), "D", order)
+    inner_d_step = method.discriminator_step
+    method.discriminator_step = lambda x_a, x_b, fakes: seen.append((x_a, fakes["b"])) or inner_d_step(x_a, x_b, fakes)
+    pairs = [(b["a"], b["b"]) for b in tiny_batches(n_batches, batch_size=2)]
+    train_step(method, *pairs[-1], g_opt, d_opt, {"a": ImagePool(0), "b": ImagePool(0)}, critic_batches=pairs[:-1])
+    return method, order, seen, pairs
+
+
+def test_wgan_gp_critic_updates_come_first_each_on_fresh_reals_and_fakes():
+    method, order, seen, pairs = _counted_step(5, 4)
+    assert method.critic_steps == 4 and method.batches_per_step == 4
+    assert order == ["D", "D", "D", "D", "G"]  # Algorithm 1 of WGAN-GP
+    assert [x_a for x_a, _ in seen] == [a for a, _ in pairs]  # a batch of its own per critic update
+    fakes = [f for _, f in seen]
+    assert all(not torch.equal(fakes[i], fakes[j]) for i in range(4) for j in range(i))
+
+
+def test_the_inversion_stage_updates_the_generators_first_once():
+    method, order, _, _ = _counted_step(0, 1)
+    assert (method.critic_steps, method.batches_per_step, order) == (1, 1, ["G", "D"])
+
+
+def test_a_step_of_the_trainer_consumes_one_batch_per_critic_update(tmp_path):
+    trainer = Trainer(cascaded_config(tmp_path, "train.max_steps=2"))
+    trainer.fit(tiny_batches(8, batch_size=2))
+    assert (trainer.step, trainer.epoch_step) == (2, 8)
 
 
 def test_deepest_level_cycle_and_identity_fall_when_overfitting():

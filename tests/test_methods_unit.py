@@ -126,6 +126,31 @@ def test_discriminator_step_trains_only_discriminators():
     assert parts_with_grad(method) == {"D_a", "D_b"}
 
 
+def test_a_step_updates_the_discriminators_first_on_translations_of_the_current_networks():
+    torch.manual_seed(0)
+    cfg = unit_config()
+    method = build_method(cfg)
+    order = []
+
+    class Logged(TorchOptimizerGroup):
+        def backward_step(self, loss, name=None):
+            order.append(self.name)
+            super().backward_step(loss)
+
+    g_opt, d_opt = Logged(method.generators.parameters(), cfg.optim), Logged(method.discriminators.parameters(), cfg.optim)
+    g_opt.name, d_opt.name = "G", "D"
+    batch = tiny_batches(1, batch_size=2)[0]
+    torch.manual_seed(1)
+    expected = method.discriminator_fakes(batch["a"], batch["b"])["b"]
+    seen = []
+    inner = method.discriminator_step
+    method.discriminator_step = lambda x_a, x_b, fakes: seen.append(fakes["b"]) or inner(x_a, x_b, fakes)
+    torch.manual_seed(1)  # the same latent noise as `expected`
+    train_step(method, batch["a"], batch["b"], g_opt, d_opt, {"a": ImagePool(0), "b": ImagePool(0)})
+    assert order == ["D", "G"]  # sec. 3: D1, D2 first, then E1, E2, G1, G2
+    assert torch.allclose(seen[0], expected) and not seen[0].requires_grad
+
+
 def test_vae_reconstruction_falls_when_overfitting_two_images():
     torch.manual_seed(0)
     cfg = unit_config(None, "optim.lr=1e-3")

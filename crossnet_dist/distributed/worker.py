@@ -30,7 +30,7 @@ from crossnet_dist.training.checkpoint import atomic_save
 from crossnet_dist.training.ema import build_ema
 from crossnet_dist.training.loss_window import LossWindow
 from crossnet_dist.training.seed import seed_everything
-from crossnet_dist.training.step import train_step
+from crossnet_dist.training.step import step_batches, train_step
 
 log = logging.getLogger(__name__)
 
@@ -227,17 +227,18 @@ class WorkerLoop:
             if hasattr(dataset, "set_epoch"):
                 dataset.set_epoch(self.epoch, start_index=self.epoch_step * cfg.data.batch_size)
             t_wait = time.perf_counter()
-            for batch in self._batches(loader):
+            for batches in step_batches(self._batches(loader), self.method):
                 window["wait"] += time.perf_counter() - t_wait
-                x_a = batch["a"].to(self.device, dtype=self.dtype, non_blocking=True)
-                x_b = batch["b"].to(self.device, dtype=self.dtype, non_blocking=True)
-                losses.add(train_step(self.method, x_a, x_b, self.g_opt, self.d_opt, self.pools))
+                pairs = [(b["a"].to(self.device, dtype=self.dtype, non_blocking=True),
+                          b["b"].to(self.device, dtype=self.dtype, non_blocking=True)) for b in batches]
+                x_a, x_b = pairs[-1]
+                losses.add(train_step(self.method, x_a, x_b, self.g_opt, self.d_opt, self.pools, critic_batches=pairs[:-1]))
                 if self.ema is not None:
                     self.ema.update()
                 self.step += 1
-                self.epoch_step += 1
+                self.epoch_step += len(batches)
                 window["steps"] += 1
-                window["images"] += x_a.shape[0]
+                window["images"] += sum(a.shape[0] for a, _ in pairs)
                 if self.g_opt.measure_grads:
                     self.g_opt.measure_grads = self.d_opt.measure_grads = False
                     self.memory = {**memory_of(self.g_opt, "G"), **memory_of(self.d_opt, "D")}

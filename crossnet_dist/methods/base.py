@@ -30,10 +30,12 @@ class TranslationMethod(nn.Module):
     name: ClassVar[str]
     # Modules of `generators` that test-time translation uses: exported to serving checkpoints.
     translation_modules: ClassVar[tuple[str, ...]]
-    # Discriminator (critic) updates `train_step` runs after each generator update, on the same batch
-    # and pooled fakes: 1 for the LSGAN/GAN methods, n_critic for WGAN-GP (a method may set it per
-    # instance, from its config).
-    critic_steps: int = 1
+    # The order of a step (`training.step.train_step`): False = the generator update, then one
+    # discriminator update on its fakes; True = `critic_steps` discriminator updates, each on a batch
+    # of its own and fakes made for it (`discriminator_fakes`), then the generator update.
+    discriminator_first: bool = False
+    critic_steps: int = 1  # a method may set it per instance, from its config
+
     # The paper's optimiser, set by every method: Adam lr, beta1, beta2, and pool_size (the history of
     # fakes shown to the discriminators); optim.* keys a config leaves unset take these
     # (config.apply_method_defaults).
@@ -52,6 +54,15 @@ class TranslationMethod(nn.Module):
 
     def discriminator_step(self, x_a: Tensor, x_b: Tensor, fakes: dict[str, Tensor]) -> StepOutput:
         raise NotImplementedError
+
+    def discriminator_fakes(self, x_a: Tensor, x_b: Tensor) -> dict[str, Tensor]:
+        """The fakes a discriminator-first step shows the discriminators (called without grad)."""
+        raise NotImplementedError
+
+    @property
+    def batches_per_step(self) -> int:
+        """Loader batches one training step consumes: one per critic update when they come first."""
+        return max(1, int(self.critic_steps)) if self.discriminator_first else 1
 
     # direction -> (encoder, decoder) in `generators`; methods whose translation is an encoder
     # followed by a decoder set this and inherit `translate`, others override `translate`.

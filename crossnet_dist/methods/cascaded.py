@@ -10,7 +10,8 @@ Inference (`translate`): a_5 -> b~_5 = G5_B(a_5) -> b~_4 = G4_B(a_4, b~_5) -> ..
 
 Training is one stage per run, chosen by model.cascaded.train_level:
   5 (first), then 4, 3, ... down to finest_level: the translator pair of that level, WGAN-GP (eq. 1,
-     lambda_gp) with `critic_steps` critic updates per translator update, cycle (eq. 2) and identity
+     lambda_gp) with `critic_steps` critic updates before each translator update, each on a batch of
+     its own (a step consumes critic_steps batches, as WGAN-GP's Algorithm 1), cycle (eq. 2) and identity
      (eq. 3) L1 losses with weight 100 (eq. 4); deeper translators are fixed (Fig. 4);
   0: the feature inversion nets of every level, image MSE + LSGAN against one PatchGAN per domain.
 Each later stage starts from the previous stage's checkpoint (model.cascaded.init_from, train or
@@ -72,6 +73,9 @@ class Cascaded(TranslationMethod):
         self.finest = opts.finest_level
         self.train_level = int(opts.train_level)
         self.critic_steps = int(opts.critic_steps) if self.train_level > 0 else 1
+        # WGAN-GP (Gulrajani et al., Algorithm 1): n_critic critic updates, each on fresh real samples and
+        # fresh fakes, before each translator update; the inversion stage (LSGAN) updates G first.
+        self.discriminator_first = self.train_level > 0
         cap, size = opts.max_channels, model_cfg.image_size
         g = self.generators
         g["vgg"] = VGG19Features()
@@ -187,21 +191,27 @@ class Cascaded(TranslationMethod):
             return self._inversion_step(x_a, x_b, f_a, f_b)
         return self._translation_step(f_a, f_b)
 
+    def _translate_level(self, f_a: dict[int, Tensor], f_b: dict[int, Tensor]) -> tuple[Tensor, Tensor]:
+        """(b~_i, a~_i): the trained level's translations of the real maps, conditioned on the fixed deeper cascade."""
+        i, g = self.train_level, self.generators
+        if i == 5:
+            return g["G5_B"](f_a[5]), g["G5_A"](f_b[5])
+        with torch.no_grad():  # the fixed deeper cascade: b~_{i+1}, a~_{i+1}
+            tb, ta = self.cascade(f_a, "B", i + 1), self.cascade(f_b, "A", i + 1)
+        return g[f"G{i}_B"](f_a[i], tb), g[f"G{i}_A"](f_b[i], ta)
+
     def _translation_step(self, f_a: dict[int, Tensor], f_b: dict[int, Tensor]) -> StepOutput:
         i, g, w = self.train_level, self.generators, self.weights
         G_B, G_A = g[f"G{i}_B"], g[f"G{i}_A"]
         a, b = f_a[i], f_b[i]
         terms: dict[str, Tensor] = {}
+        fake_b, fake_a = self._translate_level(f_a, f_b)
         if i == 5:
-            fake_b, fake_a = G_B(a), G_A(b)
             if w.cycle > 0:
                 terms["cycle"] = feature_cycle_loss(G_A(fake_b), a, G_B(fake_a), b)
             if w.identity > 0:
                 terms["identity"] = feature_identity_loss(G_A(a), a, G_B(b), b)
         else:
-            with torch.no_grad():  # the fixed deeper cascade: b~_{i+1}, a~_{i+1}
-                tb, ta = self.cascade(f_a, "B", i + 1), self.cascade(f_b, "A", i + 1)
-            fake_b, fake_a = G_B(a, tb), G_A(b, ta)
             if w.cycle > 0:
                 terms["cycle"] = feature_cycle_loss(G_A(fake_b, f_a[i + 1]), a, G_B(fake_a, f_b[i + 1]), b)
             if w.identity > 0:
@@ -229,6 +239,11 @@ class Cascaded(TranslationMethod):
         weights = {"inv_pixel": w.inv_pixel, "inv_gan": w.inv_gan}
         fakes = {"a": torch.cat(rec_a), "b": torch.cat(rec_b)}
         return StepOutput(loss=weighted_sum(terms, weights), terms=terms, fakes=fakes)
+
+    def discriminator_fakes(self, x_a: Tensor, x_b: Tensor) -> dict[str, Tensor]:
+        """The trained level's translations of this batch's features (translation stages only)."""
+        fake_b, fake_a = self._translate_level(*self._real_features(x_a, x_b))
+        return {"a": fake_a, "b": fake_b}
 
     def discriminator_step(self, x_a: Tensor, x_b: Tensor, fakes: dict[str, Tensor]) -> StepOutput:
         if self.train_level == 0:

@@ -9,7 +9,8 @@ Generator step, eq. 2 = VAE (eqs. 3-4) + GAN (eqs. 5-6) + CC (eqs. 7-8):
   lambda_1 KL(q_a) + lambda_2 |G_a(z_a) - x_a|                       (and b)
   lambda_0 GAN on the translation stream only: D_b(G_b(z_a)), D_a(G_a(z_b))
   lambda_3 [KL(q_a(z|x_a)) + KL(q_b(z|x_a->b))] + lambda_4 |G_a(z ~ q_b(z|x_a->b)) - x_a|  (and b)
-Terms of weight 0 are not computed. The discriminator step is the unweighted log-loss of eqs. 5-6.
+Terms of weight 0 are not computed. The discriminator step is the unweighted log-loss of eqs. 5-6; it
+comes first in each training step (sec. 3), on translations made for it by the current networks.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ class UNIT(TranslationMethod):
     translation_modules = ("E_a", "E_b", "G_a", "G_b")
     encoder_decoder = {"a2b": ("E_a", "G_b"), "b2a": ("E_b", "G_a")}  # F_a->b = G_b(E_mu,a(x)): mean code, no noise
     optim_defaults = {"lr": 1e-4, "beta1": 0.5, "beta2": 0.999, "pool_size": 0}  # sec. 4; no history pool
+    # sec. 3: "we first apply a gradient ascent step to update D1 and D2 with E1, E2, G1, and G2 fixed.
+    # We then apply a gradient descent step to update E1, E2, G1, and G2 with D1 and D2 fixed."
+    discriminator_first = True
 
     def __init__(self, model_cfg, loss_cfg, inference: bool = False):
         super().__init__(model_cfg, loss_cfg, inference)
@@ -76,6 +80,11 @@ class UNIT(TranslationMethod):
                     G_a(sample_z(mu_ab)), x_a, G_b(sample_z(mu_ba)), x_b
                 )
         return StepOutput(loss=weighted_sum(terms, w), terms=terms, fakes={"a": fake_a, "b": fake_b})
+
+    def discriminator_fakes(self, x_a: Tensor, x_b: Tensor) -> dict[str, Tensor]:
+        """The translation streams of the current encoders and generators, as the G step makes them."""
+        g = self.generators
+        return {"b": g["G_b"](sample_z(g["E_a"](x_a))), "a": g["G_a"](sample_z(g["E_b"](x_b)))}
 
     def discriminator_step(self, x_a: Tensor, x_b: Tensor, fakes: dict[str, Tensor]) -> StepOutput:
         D_a, D_b = self.discriminators["D_a"], self.discriminators["D_b"]

@@ -39,7 +39,7 @@ from crossnet_dist.training.loss_window import LossWindow
 from crossnet_dist.training.optimizers import OptimizerGroup, TorchOptimizerGroup
 from crossnet_dist.training.samples import save_sample_grid
 from crossnet_dist.training.seed import seed_everything
-from crossnet_dist.training.step import train_step
+from crossnet_dist.training.step import step_batches, train_step
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class Trainer:
         self.ema = build_ema(self.method, cfg.train.ema_decay)
         self.step = 0
         self.epoch = 0
-        self.epoch_step = 0  # batches consumed in the current epoch
+        self.epoch_step = 0  # loader batches consumed in the current epoch
         self.out_dir = Path(cfg.train.out_dir)
         self._sample_batch: tuple[torch.Tensor, torch.Tensor] | None = None
         self._writer = None
@@ -68,17 +68,18 @@ class Trainer:
     def total_epochs(self) -> int:
         return self.cfg.optim.n_epochs + self.cfg.optim.n_epochs_decay
 
-    def train_batch(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """One step; returns the detached loss terms as tensors (reading them is a device sync)."""
-        x_a = batch["a"].to(self.device, non_blocking=True)
-        x_b = batch["b"].to(self.device, non_blocking=True)
+    def train_batch(self, batches: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """One step on the step's batches (`step_batches`: one, or one per critic update); returns the
+        detached loss terms as tensors (reading them is a device sync)."""
+        pairs = [(b["a"].to(self.device, non_blocking=True), b["b"].to(self.device, non_blocking=True)) for b in batches]
         if self._sample_batch is None:
-            self._sample_batch = (x_a[:4].detach().clone(), x_b[:4].detach().clone())
-        metrics = train_step(self.method, x_a, x_b, self.g_opt, self.d_opt, self.pools)
+            self._sample_batch = (pairs[0][0][:4].detach().clone(), pairs[0][1][:4].detach().clone())
+        x_a, x_b = pairs[-1]
+        metrics = train_step(self.method, x_a, x_b, self.g_opt, self.d_opt, self.pools, critic_batches=pairs[:-1])
         if self.ema is not None:
             self.ema.update()
         self.step += 1
-        self.epoch_step += 1
+        self.epoch_step += len(batches)
         return metrics
 
     def fit(self, loader: Iterable[dict[str, Any]]) -> dict[str, float]:
@@ -100,9 +101,9 @@ class Trainer:
                 dataset = getattr(loader, "dataset", None)
                 if hasattr(dataset, "set_epoch"):
                     dataset.set_epoch(self.epoch, start_index=self.epoch_step * self.cfg.data.batch_size)
-                for batch in loader:
-                    losses.add(self.train_batch(batch))
-                    n_window += batch["a"].shape[0]
+                for batches in step_batches(loader, self.method):
+                    losses.add(self.train_batch(batches))
+                    n_window += sum(b["a"].shape[0] for b in batches)
                     s_window += 1
                     bar.update(1)
                     if self.step % cfg.log_every == 0:
