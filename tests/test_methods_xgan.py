@@ -48,7 +48,7 @@ def test_paper_architecture_at_64x64():
     e = g["e_1"](x)
     assert e.shape == (2, 1024)
     shapes, h = [], e[:, :, None, None]
-    for block in [*g["d_1"].shared.net, *g["d_1"].private]:
+    for block in [*g["d_1"].shared.deconvs, *g["d_1"].private]:
         h = block(h)
         shapes.append(tuple(h.shape[1:]))
     assert [s for s in shapes if len(s) == 3][-1] == (3, 64, 64)
@@ -63,7 +63,10 @@ def test_shared_blocks_and_unit_norm_embedding():
     method = build_method(xgan_config())
     g = method.generators
     assert g["e_1"].shared is g["e_2"].shared and g["d_1"].shared is g["d_2"].shared
-    assert len(g["e_1"].shared.convs) == 2 and len(g["d_1"].shared.net) == 2  # the two innermost blocks
+    assert len(g["e_1"].shared.convs) == 2 and len(g["d_1"].shared.deconvs) == 2  # the two innermost blocks
+    # shared weights, per-domain BatchNorm statistics
+    assert not set(map(id, g["e_1"].shared_norms.modules())) & set(map(id, g["e_2"].shared_norms.modules()))
+    assert not set(map(id, g["d_1"].shared_norms.modules())) & set(map(id, g["d_2"].shared_norms.modules()))
     assert not set(map(id, g["e_1"].private.parameters())) & set(map(id, g["e_2"].private.parameters()))
     assert "c_dann" in g  # trained by the generator optimiser, through gradient reversal
     e = g["e_1"](tiny_batches(1, batch_size=2)[0]["a"])
@@ -136,7 +139,7 @@ def test_teacher_needs_its_width_and_trains_only_e_1():
 
 def test_reconstruction_falls_when_overfitting_two_images():
     torch.manual_seed(0)
-    cfg = xgan_config(None, "optim.lr=1e-3")
+    cfg = xgan_config(None, "optim.lr=1e-3", "loss.xgan.dann=0", "loss.xgan.sem=0", "loss.xgan.gan=0")
     method = build_method(cfg)
     g_opt = TorchOptimizerGroup(method.generators.parameters(), cfg.optim)
     d_opt = TorchOptimizerGroup(method.discriminators.parameters(), cfg.optim)
@@ -144,7 +147,7 @@ def test_reconstruction_falls_when_overfitting_two_images():
     batch = tiny_batches(1, batch_size=2)[0]
     rec = [float(train_step(method, batch["a"], batch["b"], g_opt, d_opt, pools)["loss/rec"]) for _ in range(200)]
     first, last = sum(rec[:10]) / 10, sum(rec[-10:]) / 10
-    assert last < 0.6 * first, (first, last)  # ~0.95 -> ~0.44 (all four terms on, BN on 2 images)
+    assert last < 0.2 * first, (first, last)  # L_rec alone: ~1.17 -> ~0.08 (RMS error per image)
 
 
 def test_trainer_export_serves_both_directions(tmp_path):

@@ -4,6 +4,11 @@ g_1->2 = d_2 o e_1 (domain a -> b), g_2->1 = d_1 o e_2. Generator step, eq. 1:
   L = L_rec (eq. 2) + w_dann L_dann (eq. 3) + w_sem L_sem (eq. 4) + w_gan L_gan (eq. 6) + w_teach L_teach
 Terms of weight 0 are not computed.
 
+BatchNorm statistics: each encoder and decoder has its own, in the shared layers too, and their running
+averages are taken only on the passes that serving runs (e_1 on real a, d_2 on e_1(real a), and the
+same for b), so an eval-mode translation normalises as the train-mode translation stream did; the
+reconstruction and semantic-consistency passes normalise by their batch without moving them.
+
 Where the domain classifier lives: c_dann is in `generators`. Eq. 3 is a min-max between c_dann and
 the encoders, and the paper implements it with a gradient reversal layer "performed in the same step
 as for the generator parameters" (sec. 3.1): one backward of L_dann gives c_dann the gradient that
@@ -37,6 +42,7 @@ from crossnet_dist.networks.xgan_nets import (
     XGANDiscriminator,
     XGANEncoder,
     XGANEncoderShared,
+    frozen_running_stats,
 )
 
 
@@ -71,13 +77,15 @@ class XGAN(TranslationMethod):
         emb_a, emb_b = e_1(x_a), e_2(x_b)
         terms: dict[str, Tensor] = {}
         if w.rec > 0:
-            terms["rec"] = xgan_reconstruction_loss(d_1(emb_a), x_a, d_2(emb_b), x_b)
+            with frozen_running_stats(d_1, d_2):  # the decoders' statistics come from the translation streams
+                terms["rec"] = xgan_reconstruction_loss(d_1(emb_a), x_a, d_2(emb_b), x_b)
         if w.dann > 0:
             c = g["c_dann"]  # behind the gradient reversal layer
             terms["dann"] = domain_adversarial_loss(c(emb_a), c(emb_b))
         fake_b, fake_a = d_2(emb_a), d_1(emb_b)  # g_1->2(x_a), g_2->1(x_b)
         if w.sem > 0:
-            terms["sem"] = semantic_consistency_loss(emb_a, e_2(fake_b), emb_b, e_1(fake_a))
+            with frozen_running_stats(e_1, e_2):  # the encoders' statistics come from real images only
+                terms["sem"] = semantic_consistency_loss(emb_a, e_2(fake_b), emb_b, e_1(fake_a))
         if w.gan > 0:
             gan = gan_generator_loss(self.discriminators["D_b"](fake_b))
             if "D_a" in self.discriminators:

@@ -2,7 +2,9 @@
 
 Encoder: conv blocks (4x4 stride 2, BN, ReLU) halving the image down to 4x4 (4 blocks at 64x64:
 32, 64, 128, 256 channels), FC1 -> FC2 (the embedding, no BN), L2-normalised. The two innermost conv
-blocks and the FC head are shared across domains (Table 1's (//) marks).
+blocks and the FC head are shared across domains (Table 1's (//) marks); the BatchNorms after shared
+layers are per domain (not in the paper, which does not say: one set of statistics for both domains
+and for translated images made eval mode differ from train mode, max |difference| 1.2 on [-1, 1]).
 Decoder (mirrored): deconv1 (1x1 -> 4x4), then stride-2 deconvs up to the image; deconv1 and deconv2
 shared; BN + ReLU after every layer but the last (tanh).
 Discriminator: conv blocks 16, 32, 32, 32 down to 4x4 and one logit (Table 1c).
@@ -12,6 +14,7 @@ Domain classifier c_dann: an MLP on the embedding behind a gradient reversal lay
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -27,9 +30,8 @@ def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(True))
 
 
-def _deconv_block(c_in: int, c_out: int, first: bool = False) -> nn.Sequential:
-    conv = nn.ConvTranspose2d(c_in, c_out, 4, stride=1, padding=0) if first else nn.ConvTranspose2d(c_in, c_out, 4, 2, 1)
-    return nn.Sequential(conv, nn.BatchNorm2d(c_out), nn.ReLU(True))
+def _deconv_block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.ConvTranspose2d(c_in, c_out, 4, 2, 1), nn.BatchNorm2d(c_out), nn.ReLU(True))
 
 
 def encoder_channels(model) -> list[int]:
@@ -38,20 +40,27 @@ def encoder_channels(model) -> list[int]:
 
 
 class XGANEncoderShared(nn.Module):
-    """The shared high-level part of e_1 and e_2: the two innermost conv blocks, FC1 (BN, ReLU), FC2,
-    then normalisation onto the unit sphere."""
+    """The weights shared by e_1 and e_2: the two innermost convs, FC1 and FC2. Their BatchNorms are
+    each encoder's own (`XGANEncoder.shared_norms`): one set of running statistics per domain, so the
+    eval-mode (serving) encoder normalises as the train-mode one did on that domain's batches."""
 
     def __init__(self, model):
         super().__init__()
         ch = encoder_channels(model)
         inner = ch[-2:]  # at least 3 blocks (image >= 32): the last two are shared
-        self.convs = nn.Sequential(_conv_block(ch[-3], inner[0]), _conv_block(inner[0], inner[1]))
+        self.convs = nn.ModuleList([nn.Conv2d(ch[-3], inner[0], 4, 2, 1), nn.Conv2d(inner[0], inner[1], 4, 2, 1)])
         d = model.xgan.embedding_dim
-        self.fc1 = nn.Sequential(nn.Linear(4 * 4 * inner[-1], d), nn.BatchNorm1d(d), nn.ReLU(True))
+        self.fc1 = nn.Linear(4 * 4 * inner[-1], d)
         self.fc2 = nn.Linear(d, d)
 
-    def forward(self, h: Tensor) -> Tensor:
-        e = self.fc2(self.fc1(self.convs(h).flatten(1)))
+    def norms(self) -> nn.ModuleList:
+        """A fresh set of the BatchNorms that follow the shared convs and FC1 (one per domain)."""
+        return nn.ModuleList([*[nn.BatchNorm2d(c.out_channels) for c in self.convs], nn.BatchNorm1d(self.fc1.out_features)])
+
+    def forward(self, h: Tensor, norms: nn.ModuleList) -> Tensor:
+        for conv, norm in zip(self.convs, norms):
+            h = F.relu(norm(conv(h)))
+        e = self.fc2(F.relu(norms[-1](self.fc1(h.flatten(1)))))
         return F.normalize(e, dim=1)
 
 
@@ -62,9 +71,10 @@ class XGANEncoder(nn.Module):
         outer = ch[:-2]  # private blocks; at 32x32 only conv1
         self.private = nn.Sequential(*[_conv_block(a, b) for a, b in zip([model.in_channels, *outer[:-1]], outer)])
         self.shared = shared
+        self.shared_norms = shared.norms()
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.shared(self.private(x))
+        return self.shared(self.private(x), self.shared_norms)
 
 
 def decoder_channels(model) -> list[int]:
@@ -74,28 +84,53 @@ def decoder_channels(model) -> list[int]:
 
 
 class XGANDecoderShared(nn.Module):
-    """deconv1 (embedding 1x1 -> 4x4) and deconv2 (-> 8x8), shared by d_1 and d_2."""
+    """deconv1 (embedding 1x1 -> 4x4) and deconv2 (-> 8x8), shared by d_1 and d_2; their BatchNorms
+    are each decoder's own (`XGANDecoder.shared_norms`), as in the encoders."""
 
     def __init__(self, model):
         super().__init__()
         ch = decoder_channels(model)
-        self.net = nn.Sequential(_deconv_block(model.xgan.embedding_dim, ch[0], first=True), _deconv_block(ch[0], ch[1]))
+        self.deconvs = nn.ModuleList([nn.ConvTranspose2d(model.xgan.embedding_dim, ch[0], 4, 1, 0),
+                                      nn.ConvTranspose2d(ch[0], ch[1], 4, 2, 1)])
 
-    def forward(self, e: Tensor) -> Tensor:
-        return self.net(e[:, :, None, None])
+    def norms(self) -> nn.ModuleList:
+        return nn.ModuleList([nn.BatchNorm2d(c.out_channels) for c in self.deconvs])
+
+    def forward(self, e: Tensor, norms: nn.ModuleList) -> Tensor:
+        h = e[:, :, None, None]
+        for deconv, norm in zip(self.deconvs, norms):
+            h = F.relu(norm(deconv(h)))
+        return h
 
 
 class XGANDecoder(nn.Module):
     def __init__(self, model, shared: XGANDecoderShared):
         super().__init__()
         self.shared = shared
+        self.shared_norms = shared.norms()
         ch = decoder_channels(model)[1:]
         layers: list[nn.Module] = [_deconv_block(a, b) for a, b in zip(ch[:-1], ch[1:])]
         layers += [nn.ConvTranspose2d(ch[-1], model.in_channels, 4, 2, 1), nn.Tanh()]
         self.private = nn.Sequential(*layers)
 
     def forward(self, e: Tensor) -> Tensor:
-        return self.private(self.shared(e))
+        return self.private(self.shared(e, self.shared_norms))
+
+
+@contextmanager
+def frozen_running_stats(*modules: nn.Module):
+    """BatchNorm layers of `modules` normalise with batch statistics as usual but leave their running
+    statistics unchanged (momentum 0): for passes that are not the translation stream serving runs."""
+    norms = [m for module in modules for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(n.momentum, n.num_batches_tracked.clone()) for n in norms]  # the count drives momentum=None
+    for n in norms:
+        n.momentum = 0.0
+    try:
+        yield
+    finally:
+        for n, (momentum, tracked) in zip(norms, saved):
+            n.momentum = momentum
+            n.num_batches_tracked.copy_(tracked)
 
 
 class XGANDiscriminator(nn.Module):
