@@ -64,8 +64,11 @@ def image_cycle_consistency_loss(a_cycled: Tensor, x_a: Tensor, b_cycled: Tensor
 def vae_kl_loss(mu: Tensor) -> Tensor:
     """UNIT eqs. 3-4 (and 7-8), KL(q(z|x) || p_eta(z)) with q = N(mu, I) and p_eta = N(0, I).
 
-    For unit variances the KL is 0.5 * sum(mu^2); like the L1 terms it is averaged over elements:
-    0.5 * mean(mu^2).
+    For unit variances the KL is 0.5 * sum(mu^2) over the latent elements. The paper writes the KL
+    without saying how it is normalised; here it is averaged over elements, 0.5 * mean(mu^2), like the
+    L1 terms it is weighed against (also per element): the paper's lambda_1 = 0.1 against lambda_2 = 100
+    only makes sense between terms of the same normalisation (a sum over a 64x64x256 code would weigh
+    the KL 10^6 times more).
     """
     return 0.5 * mu.pow(2).mean()
 
@@ -105,9 +108,15 @@ def cosine_distance(u: Tensor, v: Tensor) -> Tensor:
 
 
 def xgan_reconstruction_loss(a_rec: Tensor, x_a: Tensor, b_rec: Tensor, x_b: Tensor) -> Tensor:
-    """XGAN eq. 2, L_rec = E||x - d_1(e_1(x))||_2 (+ the same for D_2), squared and averaged over
-    elements (mean squared error)."""
-    return F.mse_loss(a_rec, x_a) + F.mse_loss(b_rec, x_b)
+    """XGAN eq. 2, L_rec = E_x ||x - d_1(e_1(x))||_2 (+ the same for D_2): the L2 norm of each image's
+    error, not squared, averaged over the batch. Each norm is divided by sqrt(C*H*W) (the root mean
+    square error per image): a constant factor, so the term keeps the paper's form while the unit
+    weights of the other terms of eq. 1 mean the same at any image size."""
+    return _per_image_rms(a_rec - x_a).mean() + _per_image_rms(b_rec - x_b).mean()
+
+
+def _per_image_rms(error: Tensor) -> Tensor:
+    return error.flatten(1).pow(2).mean(dim=1).sqrt()
 
 
 def domain_adversarial_loss(logits_1: Tensor, logits_2: Tensor) -> Tensor:

@@ -27,10 +27,12 @@ def test_l1_pair_losses(fn):
     assert fn(A, A, C, C).item() == 0.0
 
 
-def test_vae_kl_loss_is_half_the_mean_square_of_mu():
+def test_vae_kl_loss_is_the_kl_averaged_over_latent_elements():
     mu = torch.tensor([[1.0, -2.0], [0.0, 3.0]])
-    # KL(N(mu, I) || N(0, I)) per dimension = mu^2 / 2 -> mean (1 + 4 + 0 + 9)/4 / 2
+    # KL(N(mu, I) || N(0, I)) = sum mu^2 / 2 = 7 over the 4 elements; averaged per element (the
+    # normalisation of the L1 terms it is weighed against): 7 / 4
     assert losses.vae_kl_loss(mu).item() == pytest.approx(1.75)
+    assert losses.vae_kl_loss(mu).item() * mu.numel() == pytest.approx(0.5 * (1 + 4 + 0 + 9))
     assert losses.vae_kl_loss(torch.zeros(3, 4)).item() == 0.0
 
 
@@ -43,8 +45,13 @@ def test_log_gan_losses():
     assert losses.gan_discriminator_loss(real, fake).item() == pytest.approx(ln43 + ln2)
 
 
-def test_xgan_reconstruction_is_mean_squared():
-    assert losses.xgan_reconstruction_loss(A, B, C, D).item() == pytest.approx(L2_AB + L2_CD)
+def test_xgan_reconstruction_is_the_l2_norm_of_each_images_error_not_squared():
+    # rows are images of 2 elements: ||A-B|| per row = sqrt(1 + 0), sqrt(0.25 + 4); ||C-D|| = sqrt(8), sqrt(20);
+    # each divided by sqrt(2 elements), then averaged over the 2 images
+    expected = (math.sqrt(1 / 2) + math.sqrt(4.25 / 2)) / 2 + (math.sqrt(8 / 2) + math.sqrt(20 / 2)) / 2
+    assert losses.xgan_reconstruction_loss(A, B, C, D).item() == pytest.approx(expected)
+    doubled = losses.xgan_reconstruction_loss(2 * A, 2 * B, 2 * C, 2 * D).item()
+    assert doubled == pytest.approx(2 * expected)  # a norm: twice the error, twice the loss (squared: 4x)
 
 
 def test_inversion_reconstruction_is_mean_squared():
