@@ -35,8 +35,9 @@ ABLATION: dict[str, list[str]] = {
     "CTC+ZId+ZCyc (CrossNet)": _crossnet_with("CTC", "ZId", "ZCyc"),
     "CycleGAN": ["method=cyclegan"],
 }
-# The other methods at the same budget, for a method comparison (`--settings UNIT XGAN CycleGAN ...`).
-# Each trains with its own paper optimiser values (the method defaults: no optim.* key set).
+# The other methods at the same budget, for a method comparison (`--settings UNIT XGAN CycleGAN ...`),
+# on the base config's optimiser values where it sets them (the emoji recipe: lr 5e-4), their papers'
+# otherwise (betas, history pool: the method defaults).
 METHOD_COMPARISON: dict[str, list[str]] = {"UNIT": ["method=unit"], "XGAN": ["method=xgan"]}
 SETTINGS: dict[str, list[str]] = {**ABLATION, **METHOD_COMPARISON}
 # Paired figures (the same emoji in both vendors' art) first, then the feature distances.
