@@ -47,6 +47,8 @@ def translate_image(method, image: Image.Image, direction: str, image_size: int,
 @torch.no_grad()
 def translate_images(method, images: list[Image.Image], direction: str, image_size: int, device="cpu") -> list[Image.Image]:
     check_direction(direction)
+    if not images:
+        return []
     batch = torch.stack(
         [pil_to_tensor(im.resize((image_size, image_size), Image.Resampling.BICUBIC)) for im in images]
     ).to(device)

@@ -250,6 +250,35 @@ def test_200_malformed_requests_get_4xx_json_and_the_endpoint_stays_healthy(endp
     assert 'crossnet_serve_requests_total{endpoint="translate",status="413"}' in counts
 
 
+def test_truncated_images_in_a_batch_get_their_own_400_and_the_valid_ones_200(endpoints):
+    url = endpoints["main"]
+    valid = {"PNG": image_bytes((48, 40), "PNG"), "JPEG": image_bytes((48, 40), "JPEG")}
+    truncated = [data[: len(data) * 2 // 3] for data in valid.values()]  # valid header, cut-off pixels
+    cases = [("valid", valid["PNG"], "image/png"), ("valid", valid["JPEG"], "image/jpeg"),
+             ("truncated", truncated[0], "image/png"), ("truncated", truncated[1], "image/jpeg")] * 16
+    with ThreadPoolExecutor(max_workers=8) as pool:  # 4 valid and 4 truncated in flight: batched together
+        results = list(pool.map(lambda c: (c[0], *post(f"{url}/translate?direction=a2b", c[1], c[2])), cases))
+    for kind, status, headers, body in results:
+        if kind == "valid":
+            assert status == 200 and body.startswith(PNG_SIGNATURE), (status, body[:300])
+        else:
+            assert status == 400 and json.loads(body)["error"] == "not_an_image", (status, body[:300])
+
+
+@pytest.mark.parametrize("method, path, status, error", [
+    ("GET", "/no-such-route", 404, "not_found"),
+    ("GET", "/translate", 405, "method_not_allowed"),
+    ("POST", "/healthz", 405, "method_not_allowed"),
+])
+def test_http_layer_errors_have_the_same_json_shape(endpoints, method, path, status, error):
+    request = urllib.request.Request(endpoints["main"] + path, data=b"" if method == "POST" else None, method=method)
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=30)
+    body = json.loads(caught.value.read())
+    assert caught.value.code == status and caught.value.headers["content-type"] == "application/json"
+    assert body["error"] == error and body["detail"] and body["request_id"] == caught.value.headers["x-request-id"]
+
+
 def test_token_is_enforced_when_set(endpoints):
     url, data = endpoints["secure"], image_bytes((20, 20))
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
@@ -289,7 +318,7 @@ def test_overload_gets_503_json(endpoints):
     assert 200 in statuses and 503 in statuses, statuses
     for status, headers, body in results:
         if status == 503:
-            assert json.loads(body)["error"] == "overloaded"
+            assert json.loads(body)["error"] == "overloaded" and headers.get("retry-after") == "1"
     assert post(f"{url}/translate?direction=a2b", image_bytes((20, 20)))[0] == 200
 
 

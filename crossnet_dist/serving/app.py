@@ -26,13 +26,16 @@ import hmac
 import logging
 import os
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Optional
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from ray import serve
 from ray.serve.exceptions import BackPressureError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from crossnet_dist.serving.loopback import bind_replica_grpc_to_loopback
 from crossnet_dist.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -59,9 +62,36 @@ def _static(name: str) -> str:
     return (STATIC_DIR / name).read_text(encoding="utf-8")
 
 
-def _error(err: RequestRejected) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
-    return JSONResponse(err.body(), status_code=err.status, headers=headers)
+RETRY_AFTER_S = "1"  # what a 503 (every replica busy) tells a client to wait
+
+
+def _error(err: RequestRejected, request_id: str | None = None) -> JSONResponse:
+    """Every error of the app, its HTTP layer included: JSON {"error", "detail", "request_id"}."""
+    headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else {}
+    if err.status == 503:
+        headers["Retry-After"] = RETRY_AFTER_S
+    request_id = request_id or uuid.uuid4().hex
+    headers["X-Request-ID"] = request_id
+    return JSONResponse({**err.body(), "request_id": request_id}, status_code=err.status, headers=headers)
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request", 413: "body_too_large", 408: "request_timeout"}
+
+
+@api.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    detail = exc.detail if isinstance(exc.detail, str) else "the request was refused"
+    if exc.status_code == 404:
+        detail = f"no route {request.url.path!r}: see GET / (the page), POST /translate, GET /info, /healthz, /metrics"
+    elif exc.status_code == 405:
+        detail = f"{request.method} is not allowed on {request.url.path!r}"
+    return _error(RequestRejected(exc.status_code, code, detail))
+
+
+@api.exception_handler(RequestValidationError)
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    return _error(RequestRejected(400, "bad_request", "the request's parameters are malformed"))
 
 
 @serve.ingress(api)
@@ -124,9 +154,12 @@ class TranslationIngress:
             response = _error(err)
         except BackPressureError:
             response = _error(RequestRejected(503, "overloaded", "every model replica is busy and the queue is full; retry later"))
-        except Exception as err:  # noqa: BLE001 - answer JSON, log the cause
-            log.exception("translation failed")
-            response = JSONResponse({"error": "internal", "detail": f"{type(err).__name__}: {err}"}, status_code=500)
+        except Exception:  # noqa: BLE001 - the cause goes to the log, never to the client
+            request_id = uuid.uuid4().hex
+            log.exception("translation failed (request %s)", request_id)
+            response = _error(RequestRejected(
+                500, "internal", "the translation failed on the server; the request id finds the cause in its log"),
+                request_id)
         finally:
             self.metrics.in_flight.dec()
         self.metrics.observe("translate", response.status_code, time.perf_counter() - start)

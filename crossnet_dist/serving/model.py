@@ -92,9 +92,11 @@ class TranslatorModel:
         by_direction: dict[str, list[tuple[int, Any]]] = {}
         for i, (data, direction) in enumerate(zip(datas, directions)):
             try:
-                by_direction.setdefault(direction, []).append((i, to_rgb(decode_checked(data, self.max_pixels))))
-            except RequestRejected as err:
+                image = to_rgb(decode_checked(data, self.max_pixels))
+            except RequestRejected as err:  # this request's own 4xx; its batch goes on without it
                 results[i] = {"status": err.status, **err.body()}
+                continue
+            by_direction.setdefault(direction, []).append((i, image))
         start = time.perf_counter()
         with self._forward_lock:
             for direction, items in by_direction.items():

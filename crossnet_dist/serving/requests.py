@@ -1,7 +1,7 @@
 """Checks on an HTTP translation request, before any model work: content type, size, image header.
 
 Every rejection is a `RequestRejected` carrying its HTTP status and a JSON body
-`{"error": CODE, "detail": MESSAGE}`:
+`{"error": CODE, "detail": MESSAGE, "request_id": ID}` (the id is also the X-Request-ID header):
 
 | status | error                      | when                                                               |
 |--------|----------------------------|--------------------------------------------------------------------|
@@ -13,7 +13,10 @@ Every rejection is a `RequestRejected` carrying its HTTP status and a JSON body
 | 413    | too_many_pixels            | width x height in the header exceeds `serve.max_pixels`            |
 | 415    | unsupported_media_type     | Content-Type is neither image/png, image/jpeg nor multipart/form-data |
 | 415    | unsupported_image_format   | a decodable image that is not PNG or JPEG (GIF, BMP, ...)          |
-| 503    | overloaded                 | the model replicas' queues are full (backpressure); retry later    |
+| 404    | not_found                  | no such route                                                      |
+| 405    | method_not_allowed         | e.g. GET /translate                                                |
+| 500    | internal                   | a server fault: no detail beyond the request id, which the log has |
+| 503    | overloaded                 | the model replicas' queues are full (backpressure); Retry-After: 1 |
 
 The pixel count comes from the image header (PIL opens images lazily), so a small file that
 declares a huge canvas (a decompression bomb) is refused before any pixel is decoded.
