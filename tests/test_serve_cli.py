@@ -77,3 +77,51 @@ def test_crossnet_serve_runs_until_ctrl_c(tmp_path):
             os.killpg(server.pid, signal.SIGKILL)
             server.wait(timeout=10)
         log.close()
+
+
+def _bad_checkpoints(tmp_path):
+    from crossnet_dist.training.loop import Trainer
+
+    good = tmp_path / "good"
+    Trainer(tiny_config(good, "train.max_steps=1")).fit(tiny_batches(1))
+    data = (good / "run" / "generator.pt").read_bytes()
+    cases = {"missing": (tmp_path / "nowhere.pt", "not found"), "empty": (tmp_path / "empty.pt", "is empty"),
+             "truncated": (tmp_path / "truncated.pt", "truncated or corrupt"),
+             "not_a_checkpoint": (tmp_path / "text.pt", "truncated or corrupt")}
+    cases["empty"][0].write_bytes(b"")
+    cases["truncated"][0].write_bytes(data[: len(data) // 2])
+    cases["not_a_checkpoint"][0].write_text("hello")
+    return cases
+
+
+def test_bad_checkpoints_fail_fast_with_one_line_naming_file_and_cause(tmp_path):
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    out = tmp_path / "out"
+    inputs = tmp_path / "in.png"
+    photo_crops("china.jpg", 1, 28)[0].save(inputs)
+    for name, (path, cause) in _bad_checkpoints(tmp_path).items():
+        for command in (["serve", "--checkpoint", str(path)], ["translate", "--checkpoint", str(path), "--direction",
+                                                                 "a2b", str(inputs), "--out", str(out)]):
+            start = time.monotonic()
+            result = subprocess.run([sys.executable, "-m", "crossnet_dist", *command], cwd=REPO, env=env,
+                                    capture_output=True, text=True, timeout=60)
+            took = time.monotonic() - start
+            lines = result.stderr.strip().splitlines()
+            assert result.returncode == 2, (name, command[0], result.stderr[-2000:])
+            assert len(lines) == 1 and str(path) in lines[0] and cause in lines[0], (name, command[0], lines)
+            assert "Traceback" not in result.stderr and "Started a local Ray" not in result.stderr + result.stdout
+            assert took < 30, (name, command[0], took)  # interpreter + torch import; no deployment wait
+
+
+def test_the_serve_check_itself_takes_under_2_s(tmp_path):
+    from crossnet_dist.config import load_config
+    from crossnet_dist.serving.cli import check_checkpoint
+    from crossnet_dist.training.checkpoint import CheckpointError
+
+    serve_cfg = load_config().serve
+    for name, (path, cause) in _bad_checkpoints(tmp_path).items():
+        start = time.monotonic()
+        with pytest.raises(CheckpointError, match=cause):
+            check_checkpoint(str(path), serve_cfg)
+        assert time.monotonic() - start < 2, name

@@ -53,12 +53,27 @@ def serve_overrides(args: argparse.Namespace) -> list[str]:
     return extra
 
 
+def check_checkpoint(checkpoint: str, serve_cfg) -> None:
+    """Resolves and loads the checkpoint here, before Ray deploys anything: a missing, empty, truncated
+    or mismatched one fails at once with the one-line CheckpointError `crossnet translate` gives, not
+    as a replica that never becomes healthy."""
+    from crossnet_dist.training.checkpoint import load_translator
+    from crossnet_dist.training.checkpoint_source import resolve_checkpoint
+
+    source = resolve_checkpoint(checkpoint, serve_cfg.storage)
+    try:
+        load_translator(source.local_path)
+    finally:
+        source.discard_copy()
+
+
 def run_serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # before ray is imported
     from crossnet_dist.config import load_config
     from crossnet_dist.serving.server import start_endpoint, stop_endpoint
 
     cfg = load_config(args.config, serve_overrides(args))
+    check_checkpoint(args.checkpoint, cfg.serve)
     endpoint = start_endpoint(args.checkpoint, cfg.serve, address=args.address)
     mode = f"autoscaling {cfg.serve.min_replicas}-{cfg.serve.max_replicas}" if cfg.serve.autoscale else str(cfg.serve.replicas)
     print(f"serving {args.checkpoint} at {endpoint.url}/ ({mode} model replicas, batches of up to "

@@ -47,12 +47,13 @@ def load_checked(path: str | Path, expected_format: str | tuple[str, ...], map_l
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises RuntimeError/EOFError/UnpicklingError for damaged archives
-        raise CheckpointError(
-            f"checkpoint {path} is truncated or corrupt ({type(err).__name__}: {str(err).splitlines()[0]})"
-        ) from None
+        first_line = (str(err).splitlines() or [""])[0]
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({type(err).__name__}: {first_line})") from None
     formats = (expected_format,) if isinstance(expected_format, str) else expected_format
     found = payload.get("format") if isinstance(payload, dict) else None
     if found not in formats:
