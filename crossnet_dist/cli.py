@@ -7,6 +7,7 @@ import logging
 import sys
 
 from crossnet_dist.config import ConfigError
+from crossnet_dist.data.errors import DatasetError
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -148,15 +149,20 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError) as err:
+    except (ConfigError, DatasetError, FileNotFoundError) as err:
         print(f"crossnet {args.command}: error: {err}", file=sys.stderr)
         return 2
     except Exception as err:
         from crossnet_dist.training.checkpoint import CheckpointError
 
+        from crossnet_dist.training.divergence import DivergenceError
+
         if isinstance(err, CheckpointError):
             print(f"crossnet {args.command}: error: {err}", file=sys.stderr)
             return 2
+        if isinstance(err, DivergenceError):
+            print(f"crossnet {args.command}: error: {err}", file=sys.stderr)
+            return 1
         raise
 
 

@@ -8,12 +8,14 @@ choices) and every error names the offending key.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from omegaconf import DictConfig, OmegaConf
+import yaml
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 
@@ -192,6 +194,10 @@ class TrainConfig:
     # exponential moving average of the translation networks' weights (0 = off, e.g. 0.999): when on,
     # generator.pt, eval, Tune scoring and serving use the averaged weights; not with dist.zero_stage=3
     ema_decay: float = 0.0
+    # a non-finite loss: "stop" (an error naming the step and the term; nothing diverged is saved) or
+    # "skip" (that update is skipped and counted, guard/skipped_*; one host sync per update)
+    nonfinite: str = "stop"
+    nonfinite_max_skips: int = 10  # skip: more steps in a row with a skipped update stop the run
 
 
 @dataclass
@@ -332,7 +338,18 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:
-            cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
+            loaded = OmegaConf.load(path)
+        except yaml.YAMLError as err:
+            where = getattr(err, "problem_mark", None)
+            at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+            raise ConfigError(f"config file {path} is not valid YAML{at}: {getattr(err, 'problem', None) or err}") from None
+        except OSError as err:  # omegaconf: "Invalid loaded object type: int" for a scalar document
+            loaded = str(err)
+        if not isinstance(loaded, DictConfig):
+            what = "a list" if isinstance(loaded, ListConfig) else "a single value"
+            raise ConfigError(f"config file {path} must hold a mapping of sections (method:, model:, ...), not {what}")
+        try:
+            cfg = OmegaConf.merge(cfg, loaded)
         except OmegaConfBaseException as err:
             raise ConfigError(_describe(err, f" in {path}")) from None
     for item in overrides:
@@ -375,6 +392,17 @@ def to_container(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 
 
+def _float_leaves(node, prefix: str = ""):
+    """(dotted key, value) of every float in the config, lists of specs included."""
+    items = node.items() if isinstance(node, DictConfig) else enumerate(node)
+    for key, value in items:
+        name = f"{prefix}{key}"
+        if isinstance(value, (DictConfig, ListConfig)):
+            yield from _float_leaves(value, name + ".")
+        elif isinstance(value, float):
+            yield name, value
+
+
 def _describe(err: OmegaConfBaseException, where: str) -> str:
     key = getattr(err, "full_key", None)
     msg = str(err).splitlines()[0]
@@ -391,6 +419,11 @@ def validate(cfg: DictConfig) -> None:
 
     if cfg.method not in METHODS:
         fail("method", f"must be one of {', '.join(sorted(METHODS))}")
+    for key, value in _float_leaves(cfg):
+        if not math.isfinite(value):
+            fail(key, "must be a finite number")
+    if not str(cfg.data.root).strip():
+        fail("data.root", "must name the dataset folder or s3:// URL (an empty one would mean the working directory)")
 
     positive = [
         "model.image_size", "model.in_channels", "model.gen_channels", "model.disc_channels",
@@ -429,6 +462,12 @@ def validate(cfg: DictConfig) -> None:
         fail("model.upsample", f"must be one of {', '.join(UPSAMPLE_KINDS)}")
     if not 0.0 <= cfg.train.ema_decay < 1.0:
         fail("train.ema_decay", "must be in [0, 1) (0 = off)")
+    from crossnet_dist.training.divergence import NONFINITE_MODES
+
+    if cfg.train.nonfinite not in NONFINITE_MODES:
+        fail("train.nonfinite", f"must be one of {', '.join(NONFINITE_MODES)}")
+    if cfg.train.nonfinite_max_skips < 1:
+        fail("train.nonfinite_max_skips", "must be >= 1")
     _validate_methods(cfg, fail)
     _validate_dist(cfg, fail)
     _validate_serve(cfg, fail)

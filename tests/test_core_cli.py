@@ -55,6 +55,24 @@ def test_errors_name_the_cause(tmp_path):
     assert proc.returncode == 2 and f"{truncated} is truncated or corrupt" in proc.stderr
 
 
+@pytest.mark.timeout(300)
+def test_a_bad_data_root_is_one_line_naming_it(tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    only_a = write_tiny_dataset(tmp_path / "only_a", n_train=2, n_test=1, size=36)
+    for folder in only_a.glob("*B"):
+        for f in folder.iterdir():
+            f.unlink()
+        folder.rmdir()
+    cases = {tmp_path / "nowhere": "does not exist", a_file: "is a file, not a folder",
+             only_a: f"{only_a / 'trainB'}: no images found"}
+    for root, cause in cases.items():
+        proc = crossnet("train", str(TINY_CONFIG), "--local", f"data.root={root}", f"train.out_dir={tmp_path / 'r'}",
+                        check=False)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert proc.stderr.strip().splitlines()[-1].startswith("crossnet train: error:") and cause in proc.stderr
+
+
 def test_help_documents_each_subcommand():
     text = crossnet("--help").stdout
     for command in ("train", "translate"):

@@ -55,6 +55,10 @@ def test_yaml_then_overrides():
     ("method=pix2pix", "method"),
     ("model.image_size=30", "model.image_size"),
     ("data.load_size=16", "data.load_size"),
+    ("optim.lr=.inf", "optim.lr"),
+    ("loss.crossnet.gan=nan", "loss.crossnet.gan"),
+    ("data.root=''", "data.root"),
+    ("train.nonfinite=ignore", "train.nonfinite"),
 ])
 def test_bad_keys_and_values_name_the_key(override, key):
     with pytest.raises(ConfigError, match=f"'{key}'"):
@@ -65,6 +69,18 @@ def test_unknown_key_in_yaml_names_key_and_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  image_sise: 64\n")
     with pytest.raises(ConfigError, match=r"model\.image_sise.*bad\.yaml"):
+        load_config(bad)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("model: {image_size: 32\n  bad: [\n", r"bad\.yaml is not valid YAML at line 2, column 6"),
+    ("- method\n- model\n", r"bad\.yaml must hold a mapping of sections .* not a list"),
+    ("42\n", r"bad\.yaml must hold a mapping of sections"),
+])
+def test_a_yaml_file_that_is_not_a_config_mapping_names_the_file(tmp_path, text, expected):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(ConfigError, match=expected):
         load_config(bad)
 
 

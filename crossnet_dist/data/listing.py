@@ -29,6 +29,8 @@ def list_image_keys(fs: AbstractFileSystem, folder: str, policy: RetryPolicy, ma
     except PermissionError as err:
         raise DatasetError(f"{url}: access denied while listing ({err})") from None
     keys = sorted(path for path in found if path.lower().endswith(IMAGE_SUFFIXES))
+    if not found:
+        _explain_missing_root(fs, folder, policy)
     if not keys:
         what = f"{len(found)} objects, none of them images" if found else "missing or empty"
         raise DatasetError(
@@ -36,6 +38,18 @@ def list_image_keys(fs: AbstractFileSystem, folder: str, policy: RetryPolicy, ma
             f"CycleGAN layout <root>/trainA, trainB, testA, testB"
         )
     return keys[:max_images] if max_images > 0 else keys
+
+
+def _explain_missing_root(fs: AbstractFileSystem, folder: str, policy: RetryPolicy) -> None:
+    """An empty listing whose cause is the root itself: say that rather than "no images in trainA"."""
+    root = folder.rstrip("/").rsplit("/", 1)[0]
+    if not root or "/" not in folder.rstrip("/"):
+        return
+    url = display_url(fs, root)
+    if call_with_retries(lambda: fs.isfile(root), policy, url):
+        raise DatasetError(f"data root {url} is a file, not a folder holding trainA/ trainB/ testA/ testB/")
+    if not call_with_retries(lambda: fs.exists(root), policy, url):
+        raise DatasetError(f"data root {url} does not exist (config key data.root)")
 
 
 def domain_folders(root: str, split: str) -> tuple[str, str]:

@@ -30,6 +30,7 @@ from crossnet_dist.training.checkpoint import atomic_save
 from crossnet_dist.training.ema import build_ema
 from crossnet_dist.training.loss_window import LossWindow
 from crossnet_dist.training.seed import seed_everything
+from crossnet_dist.training.divergence import NEVER, FiniteGate, NonFiniteWatch, diverged
 from crossnet_dist.training.step import step_batches, train_step
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,9 @@ class WorkerLoop:
         torch.manual_seed(seed + 1)  # per-rank noise for methods that sample (UNIT's z, WGAN-GP's mixing)
         self.pools = {dom: ImagePool(self.cfg.optim.pool_size, seed=seed + i) for i, dom in enumerate("ab")}
         self.ema = build_ema(self.method, self.cfg.train.ema_decay)  # identical on every rank (ZeRO 0-2)
+        self.watch = NonFiniteWatch()  # train.nonfinite=stop; checked by every rank at each report
+        self.gate = (FiniteGate(self.cfg.train.nonfinite_max_skips, self._every_rank_finite)
+                     if self.cfg.train.nonfinite == "skip" else None)
         self.step = self.epoch = self.epoch_step = 0
         self.lost_steps = self.restarts = 0
         self.loader = None
@@ -170,8 +174,22 @@ class WorkerLoop:
                  self.epoch, self.epoch_step)
         return True
 
+    def _every_rank_finite(self, ok: bool) -> bool:
+        (all_ok,) = self._all_reduce([1.0 if ok else 0.0], op=tdist.ReduceOp.MIN)
+        return all_ok > 0.5
+
+    def check_finite(self) -> None:
+        """Collective: every rank raises the same DivergenceError when any rank saw a non-finite loss."""
+        bad = self.watch.first_bad()
+        (first,) = self._all_reduce([float(bad[0]) if bad else float(NEVER)], op=tdist.ReduceOp.MIN)
+        if first < NEVER:
+            terms = bad[1] if bad and bad[0] == int(first) else [f"a loss term on another rank than {self.rank}"]
+            raise diverged(int(first), terms)
+
     def save_and_report(self, metrics: dict[str, float]) -> None:
         import ray.train
+
+        self.check_finite()  # a diverged model is never saved
 
         folder = Path(tempfile.mkdtemp(prefix=f"crossnet-ckpt-{self.step:08d}-r{self.rank}-"))
         try:
@@ -232,7 +250,13 @@ class WorkerLoop:
                 pairs = [(b["a"].to(self.device, dtype=self.dtype, non_blocking=True),
                           b["b"].to(self.device, dtype=self.dtype, non_blocking=True)) for b in batches]
                 x_a, x_b = pairs[-1]
-                losses.add(train_step(self.method, x_a, x_b, self.g_opt, self.d_opt, self.pools, critic_batches=pairs[:-1]))
+                terms = train_step(self.method, x_a, x_b, self.g_opt, self.d_opt, self.pools, critic_batches=pairs[:-1],
+                                   gate=self.gate)
+                if self.gate is None:
+                    self.watch.observe(self.step + 1, terms)
+                else:
+                    self.gate.end_step(self.step + 1)
+                losses.add(terms)
                 if self.ema is not None:
                     self.ema.update()
                 self.step += 1
@@ -302,6 +326,9 @@ class WorkerLoop:
             "fault/lost_steps": float(self.lost_steps), "fault/restarts": float(self.restarts),
             **self.memory,
         })
+        if self.gate is not None:
+            metrics.update(self.gate.metrics())
+        self.check_finite()
         if self.rank == 0:
             self.telemetry.log(self.step, metrics)
             if self.board is not None:
@@ -313,6 +340,7 @@ class WorkerLoop:
         from crossnet_dist.distributed.engines import gathered_serving_payload
         from crossnet_dist.distributed.storage import upload_file
 
+        self.check_finite()
         payload = gathered_serving_payload(self.method, to_container(self.cfg), self.step, self.cfg.dist.zero_stage,
                                            self.rank, self.ema)
         target = None

@@ -85,6 +85,9 @@ def serving_payload(method, config_container: dict[str, Any], step: int, ema=Non
     """The serving export; with `ema` (a training.ema.TranslatorEMA) its averaged weights are the
     ones exported, and "ema" says so."""
     state = ema.translation_state_dict() if ema is not None else method.translation_state_dict()
+    bad = non_finite_tensors(state)
+    if bad:
+        raise CheckpointError(f"refusing to export a translator with non-finite weights (in {', '.join(bad[:3])})")
     return {
         "format": SERVING_FORMAT,
         "version": FORMAT_VERSION,
@@ -113,11 +116,20 @@ def load_translator(path: str | Path, device: str | torch.device = "cpu"):
         state = nest_by_module(payload["ema"]["shadow"])
     else:
         state = {name: _prefixed(payload["generators"], name) for name in method.translation_modules}
+    bad = non_finite_tensors(state)
+    if bad:
+        raise CheckpointError(f"checkpoint {path} has non-finite weights (in {', '.join(bad[:3])}): the run diverged")
     try:
         method.load_translation_state_dict(state)
     except (KeyError, RuntimeError) as err:
         raise CheckpointError(f"checkpoint {path} does not match its config: {str(err).splitlines()[0]}") from None
     return method.to(device).eval(), cfg
+
+
+def non_finite_tensors(state: dict[str, dict[str, torch.Tensor]]) -> list[str]:
+    """Names (module.tensor) of the floating-point tensors holding a NaN or an infinity."""
+    return [f"{module}.{name}" for module, sd in state.items() for name, t in sd.items()
+            if torch.is_tensor(t) and t.is_floating_point() and not bool(torch.isfinite(t).all())]
 
 
 def _prefixed(state: dict[str, torch.Tensor], module: str) -> dict[str, torch.Tensor]:

@@ -39,6 +39,7 @@ from crossnet_dist.training.loss_window import LossWindow
 from crossnet_dist.training.optimizers import OptimizerGroup, TorchOptimizerGroup
 from crossnet_dist.training.samples import save_sample_grid
 from crossnet_dist.training.seed import seed_everything
+from crossnet_dist.training.divergence import FiniteGate, NonFiniteWatch
 from crossnet_dist.training.step import step_batches, train_step
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ class Trainer:
         self.d_opt: OptimizerGroup = TorchOptimizerGroup(self.method.discriminators.parameters(), cfg.optim)
         self.pools = {d: ImagePool(cfg.optim.pool_size, seed=cfg.train.seed + i) for i, d in enumerate("ab")}
         self.ema = build_ema(self.method, cfg.train.ema_decay)
+        self.watch = NonFiniteWatch()  # train.nonfinite=stop: checked per log window and before any save
+        self.gate = FiniteGate(cfg.train.nonfinite_max_skips) if cfg.train.nonfinite == "skip" else None
         self.step = 0
         self.epoch = 0
         self.epoch_step = 0  # loader batches consumed in the current epoch
@@ -75,7 +78,12 @@ class Trainer:
         if self._sample_batch is None:
             self._sample_batch = (pairs[0][0][:4].detach().clone(), pairs[0][1][:4].detach().clone())
         x_a, x_b = pairs[-1]
-        metrics = train_step(self.method, x_a, x_b, self.g_opt, self.d_opt, self.pools, critic_batches=pairs[:-1])
+        metrics = train_step(self.method, x_a, x_b, self.g_opt, self.d_opt, self.pools, critic_batches=pairs[:-1],
+                             gate=self.gate)
+        if self.gate is None:
+            self.watch.observe(self.step + 1, metrics)
+        else:
+            self.gate.end_step(self.step + 1)
         if self.ema is not None:
             self.ema.update()
         self.step += 1
@@ -107,12 +115,15 @@ class Trainer:
                     s_window += 1
                     bar.update(1)
                     if self.step % cfg.log_every == 0:
+                        self.watch.check()
                         last = losses.means()  # mean over the window: one sync per log_every steps
                         losses.reset()
                         elapsed = time.perf_counter() - t_window
                         last["perf/images_per_s"] = n_window / max(elapsed, 1e-9)
                         last["perf/step_time_s"] = elapsed / s_window
                         last["lr/G"] = self.g_opt.lr
+                        if self.gate is not None:
+                            last.update(self.gate.metrics())
                         self._log(last)
                         bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in last.items() if k.startswith("loss/")})
                         t_window, n_window, s_window = time.perf_counter(), 0, 0
@@ -206,6 +217,7 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
 
     def save_checkpoint(self) -> Path:
+        self.watch.check()  # a diverged model is never saved
         folder = self.out_dir / "checkpoints"
         path = atomic_save(self.state_dict(), step_checkpoint_path(folder, self.step))
         prune_step_checkpoints(folder, self.cfg.train.keep_checkpoints)
@@ -223,5 +235,6 @@ class Trainer:
         return Path(path)
 
     def export_serving(self, path: str | Path | None = None) -> Path:
+        self.watch.check()
         path = Path(path) if path else self.out_dir / "generator.pt"
         return atomic_save(serving_payload(self.method, to_container(self.cfg), self.step, self.ema), path)

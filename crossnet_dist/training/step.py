@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Sequence, TypeVar
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -41,6 +41,7 @@ def train_step(
     d_opt: OptimizerGroup,
     pools: dict[str, ImagePool],
     critic_batches: Sequence[tuple[Tensor, Tensor]] = (),
+    gate: Callable[[str, Tensor], bool] | None = None,
 ) -> dict[str, Tensor]:
     """One generator update and the method's discriminator update(s); returns detached loss terms
     (the logged D terms are the last update's).
@@ -52,23 +53,25 @@ def train_step(
     generators make from that batch (no grad), then the G update on (x_a, x_b) against the updated D.
 
     Freezing keeps the generator loss from leaving gradients in the discriminators (and is what
-    DeepSpeed ZeRO needs when the two groups are separate engines).
+    DeepSpeed ZeRO needs when the two groups are separate engines). `gate("G" | "D", loss)`, if
+    given, may veto an update (train.nonfinite=skip: training.divergence.FiniteGate).
     """
     d_out: StepOutput | None = None
     if method.discriminator_first:
         for c_a, c_b in [*critic_batches, (x_a, x_b)]:
             with torch.no_grad():
                 fakes = method.discriminator_fakes(c_a, c_b)
-            d_out = _discriminator_update(method, c_a, c_b, fakes, d_opt, pools)
+            d_out = _discriminator_update(method, c_a, c_b, fakes, d_opt, pools, gate)
     elif critic_batches:
         raise ValueError(f"method {method.name!r} updates its discriminators once per step, after the generators")
 
     set_requires_grad(method.discriminators, False)
     g_out = method.generator_step(x_a, x_b)
-    g_opt.backward_step(g_out.loss)
+    if gate is None or gate("G", g_out.loss):
+        g_opt.backward_step(g_out.loss)
     set_requires_grad(method.discriminators, True)
     if d_out is None:
-        d_out = _discriminator_update(method, x_a, x_b, g_out.fakes, d_opt, pools)
+        d_out = _discriminator_update(method, x_a, x_b, g_out.fakes, d_opt, pools, gate)
 
     metrics = {f"loss/{k}": v.detach() for k, v in g_out.terms.items()}
     metrics.update({f"loss/{k}": v.detach() for k, v in d_out.terms.items()})
@@ -77,8 +80,9 @@ def train_step(
     return metrics
 
 
-def _discriminator_update(method, x_a, x_b, fakes, d_opt, pools) -> StepOutput:
+def _discriminator_update(method, x_a, x_b, fakes, d_opt, pools, gate) -> StepOutput:
     pooled = {domain: pools[domain].query(fake) for domain, fake in fakes.items()}
     d_out = method.discriminator_step(x_a, x_b, pooled)
-    d_opt.backward_step(d_out.loss)
+    if gate is None or gate("D", d_out.loss):
+        d_opt.backward_step(d_out.loss)
     return d_out
