@@ -161,8 +161,9 @@ class StorageConfig:
     key: Optional[str] = None
     secret: Optional[str] = None
     region: Optional[str] = None
-    retries: int = 5  # retries of a read that failed with a transient storage error (0 = fail at once)
-    retry_backoff_s: float = 0.2  # first back-off, doubled each attempt
+    retries: int = 100  # retries of a read that failed with a transient storage error (0 = fail at once)
+    retry_backoff_s: float = 0.2  # ceiling of the first back-off, doubled each retry (full jitter, at most 10 s)
+    retry_budget_s: float = 120.0  # give up once the retries of one read have waited this long
 
 
 @dataclass
@@ -434,6 +435,7 @@ def validate(cfg: DictConfig) -> None:
         "model.n_downsampling", "model.n_encoder_blocks", "model.n_translator_blocks",
         "model.disc_layers", "optim.n_epochs", "optim.n_epochs_decay", "optim.pool_size",
         "data.num_workers", "data.max_images", "data.storage.retries", "data.storage.retry_backoff_s",
+        "data.storage.retry_budget_s",
         "train.max_steps", "train.keep_checkpoints",
     ]
     for key in positive:

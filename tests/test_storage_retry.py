@@ -6,6 +6,7 @@ answers chosen object GETs with 503 SlowDown or drops the connection, and forwar
 from __future__ import annotations
 
 import http.client
+import random
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -168,7 +169,26 @@ def test_permanent_errors_are_raised_at_once_and_transient_ones_retried():
 
     assert call_with_retries(flaky, RetryPolicy(retries=5, backoff_s=0.0), "s3://b/k", on_retry=retried.append) == "ok"
     assert len(attempts) == 3 and len(retried) == 2
-    assert list(RetryPolicy(retries=4, backoff_s=0.5, max_backoff_s=3).delays()) == [0.5, 1.0, 2.0, 3.0]
+    assert list(RetryPolicy(retries=4, backoff_s=0.5, max_backoff_s=3, jitter=False).delays()) == [0.5, 1.0, 2.0, 3.0]
+
+
+def test_back_off_has_full_jitter_under_exponential_ceilings():
+    policy = RetryPolicy(retries=8, backoff_s=0.5, max_backoff_s=4.0, budget_s=1000)
+    runs = [list(policy.delays(random.Random(seed))) for seed in range(50)]
+    ceilings = [0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0, 4.0]
+    for delays in runs:
+        assert len(delays) == 8 and all(0.0 <= d <= c for d, c in zip(delays, ceilings))
+    assert len({tuple(d) for d in runs}) == 50  # workers retrying together do not retry in step
+    firsts = sorted(d[0] for d in runs)
+    assert firsts[5] < 0.15 and firsts[-5] > 0.35  # spread over [0, 0.5], not clustered at the ceiling
+
+
+def test_retries_stop_when_their_time_budget_is_spent():
+    assert list(RetryPolicy(retries=100, backoff_s=1.0, max_backoff_s=1.0, budget_s=3.5, jitter=False).delays()) == [
+        1.0, 1.0, 1.0, 0.5]
+    default = RetryPolicy()
+    waits = [sum(default.delays(random.Random(seed))) for seed in range(20)]
+    assert min(waits) >= 60 and max(waits) <= default.budget_s  # the default outlasts a minute of outage
 
 
 def test_missing_object_is_skipped_not_retried(s3_prefix, s3_storage):

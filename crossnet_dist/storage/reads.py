@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Callable, Sequence
 
 from fsspec import AbstractFileSystem
 from fsspec.asyn import sync
 
-from crossnet_dist.storage.retry import RetryPolicy, StorageUnavailableError, describe, is_transient
+from crossnet_dist.storage.retry import RetryClock, RetryPolicy, describe, is_transient
 from crossnet_dist.storage.urls import display_url
 
 ReadResult = bytes | BaseException
+log = logging.getLogger(__name__)
 
 
 def fetch_many(
@@ -23,26 +25,25 @@ def fetch_many(
 ) -> dict[str, ReadResult]:
     """Reads `paths`; returns path -> bytes, or the permanent error (missing, forbidden) for that path.
 
-    Transient failures are retried (only the failed paths) with the policy's back-off;
-    `on_retry(n)` is told how many reads each retry round repeats. Raises
-    StorageUnavailableError naming a URL once the retries are used up.
+    Transient failures are retried (only the failed paths) with the policy's jittered back-off, each
+    round logged; `on_retry(n)` is told how many reads each round repeats. Raises
+    StorageUnavailableError naming a URL once the retries or their time budget are used up.
     """
     results: dict[str, ReadResult] = {}
     pending = list(dict.fromkeys(paths))
-    delays = policy.delays()
+    clock = RetryClock(policy)
     while pending:
         got = _read_once(fs, pending)
         failed = [p for p in pending if isinstance(got[p], BaseException) and is_transient(got[p])]
         results.update({p: got[p] for p in pending if p not in failed})
         if not failed:
             break
-        delay = next(delays, None)
+        first = failed[0]
+        delay = clock.next_delay()
         if delay is None:
-            first = failed[0]
-            raise StorageUnavailableError(
-                f"{display_url(fs, first)}: storage still failing after {policy.retries} retries "
-                f"({len(failed)} reads): {describe(got[first])}"
-            ) from got[first]  # type: ignore[misc]
+            raise clock.exhausted(display_url(fs, first), got[first], len(failed)) from got[first]  # type: ignore[misc]
+        log.warning("%s: %d reads failed (%s); retry %d in %.2fs", display_url(fs, first), len(failed),
+                    describe(got[first]), clock.count, delay)
         if on_retry is not None:
             on_retry(len(failed))
         time.sleep(delay)

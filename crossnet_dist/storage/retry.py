@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import random
 import socket
 import time
 from dataclasses import dataclass
@@ -31,20 +32,61 @@ class StorageUnavailableError(OSError):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    retries: int = 5  # retries after the first failure; 0 = fail at once
-    backoff_s: float = 0.2  # first wait, doubled each retry
+    """Retries of a transient storage error: at most `retries` of them, within `budget_s` seconds.
+
+    Back-off is exponential with full jitter (a uniform draw in [0, min(max_backoff_s, backoff_s * 2^n)],
+    as AWS recommends): many workers retrying a throttled bucket do not retry in step. The defaults ride
+    out about two minutes of outage.
+    """
+
+    retries: int = 100  # retries after the first failure; 0 = fail at once
+    backoff_s: float = 0.2  # ceiling of the first wait, doubled each retry
     max_backoff_s: float = 10.0
+    budget_s: float = 120.0  # time spent waiting between attempts before giving up
+    jitter: bool = True
 
     @classmethod
     def from_config(cls, storage_cfg: Any = None) -> "RetryPolicy":
         if storage_cfg is None:
             return cls()
         get = storage_cfg.get if hasattr(storage_cfg, "get") else lambda k, d=None: getattr(storage_cfg, k, d)
-        return cls(retries=int(get("retries", 5)), backoff_s=float(get("retry_backoff_s", 0.2)))
+        return cls(retries=int(get("retries", cls.retries)), backoff_s=float(get("retry_backoff_s", cls.backoff_s)),
+                   budget_s=float(get("retry_budget_s", cls.budget_s)))
 
-    def delays(self) -> Iterator[float]:
+    def delays(self, rng: random.Random | None = None) -> Iterator[float]:
+        """The waits before each retry; ends when the count or the time budget is used up."""
+        draw = (rng or random).uniform
+        waited = 0.0
         for attempt in range(self.retries):
-            yield min(self.backoff_s * 2**attempt, self.max_backoff_s)
+            ceiling = min(self.backoff_s * 2**attempt, self.max_backoff_s)
+            delay = min(draw(0.0, ceiling) if self.jitter else ceiling, self.budget_s - waited)
+            if delay < 0 or waited >= self.budget_s:
+                return
+            waited += delay
+            yield delay
+
+    def describe(self) -> str:
+        return f"{self.retries} retries / {self.budget_s:g} s (data.storage.retries, retry_budget_s)"
+
+
+class RetryClock:
+    """The retries of one operation: what was retried, for how long, for the final error message."""
+
+    def __init__(self, policy: RetryPolicy):
+        self.policy, self.delays, self.count, self.start = policy, policy.delays(), 0, time.monotonic()
+
+    def next_delay(self) -> float | None:
+        delay = next(self.delays, None)
+        if delay is not None:
+            self.count += 1
+        return delay
+
+    def exhausted(self, what: str, err: BaseException, reads: int = 1) -> StorageUnavailableError:
+        many = f" ({reads} reads)" if reads > 1 else ""
+        return StorageUnavailableError(
+            f"{what}: storage still failing after {self.count} retries over {time.monotonic() - self.start:.0f} s"
+            f"{many}, the limit of {self.policy.describe()}: {describe(err)}"
+        )
 
 
 def http_status(err: BaseException) -> int | None:
@@ -81,23 +123,21 @@ def is_transient(err: BaseException) -> bool:
 def call_with_retries(
     fn: Callable[[], T], policy: RetryPolicy, what: str, on_retry: Callable[[BaseException], None] | None = None
 ) -> T:
-    """Calls `fn` until it succeeds, retrying transient errors with exponential back-off.
+    """Calls `fn` until it succeeds, retrying transient errors with jittered exponential back-off.
 
-    `what` names the URL in the error raised once the retries are used up.
+    `what` names the URL in the error raised once the retries or their time budget are used up.
     """
-    delays = policy.delays()
+    clock = RetryClock(policy)
     while True:
         try:
             return fn()
         except Exception as err:  # noqa: BLE001 - classified below, re-raised if permanent
             if not is_transient(err):
                 raise
-            delay = next(delays, None)
+            delay = clock.next_delay()
             if delay is None:
-                raise StorageUnavailableError(
-                    f"{what}: storage still failing after {policy.retries} retries: {describe(err)}"
-                ) from err
-            log.warning("%s: transient storage error (%s); retrying in %.2fs", what, describe(err), delay)
+                raise clock.exhausted(what, err) from err
+            log.warning("%s: transient storage error (%s); retry %d in %.2fs", what, describe(err), clock.count, delay)
             if on_retry is not None:
                 on_retry(err)
             time.sleep(delay)
