@@ -122,7 +122,8 @@ def add_data_parser(subparsers) -> argparse.ArgumentParser:
 def _up(args: argparse.Namespace) -> int:
     from crossnet_dist.storage.background import env_lines, server_up
 
-    state = server_up(args.state_dir, backend=args.backend, data_dir=args.data_dir, buckets=tuple(args.bucket))
+    state = server_up(args.state_dir, backend=args.backend, data_dir=args.data_dir, buckets=tuple(args.bucket),
+                      fresh=args.fresh)
     print(f"{state['backend']} S3 server up at {state['endpoint_url']} (pid {state['pid']}, data in "
           f"{state['data_dir']}); stop it with `crossnet storage down`", file=sys.stderr)
     print("\n".join(env_lines(state)))  # stdout, so that `eval "$(crossnet storage up)"` works
@@ -132,7 +133,7 @@ def _up(args: argparse.Namespace) -> int:
 def _down(args: argparse.Namespace) -> int:
     from crossnet_dist.storage.background import server_down
 
-    state = server_down(args.state_dir)
+    state = server_down(args.state_dir, forget=args.forget)
     if state is None:
         print(f"no S3 server recorded in {args.state_dir}", file=sys.stderr)
         return 0
@@ -150,7 +151,8 @@ def _status(args: argparse.Namespace) -> int:
     if args.env:
         print("\n".join(env_lines(state)))
     else:
-        alive = "running" if state["alive"] else "NOT running (stale state; `crossnet storage down` clears it)"
+        alive = ("running" if state["alive"] else "stopped (`crossnet storage up` restarts it on the same endpoint)"
+                 if state.get("pid") is None else "NOT running (stale state; `crossnet storage down` clears it)")
         print(f"{state['backend']} at {state['endpoint_url']}: {alive}; pid {state['pid']}; data {state['data_dir']}; "
               f"log {state['log']}")
     return 0 if state["alive"] else 1
@@ -174,9 +176,13 @@ def add_storage_parser(subparsers) -> argparse.ArgumentParser:
     up.add_argument("--backend", choices=BACKENDS, default="seaweedfs")
     up.add_argument("--data-dir", default=None, help="object data folder (default <state-dir>/data)")
     up.add_argument("--bucket", action="append", default=[], help="bucket to create (repeatable)")
+    up.add_argument("--fresh", action="store_true",
+                    help="new ports and credentials even if this state folder recorded a stopped server "
+                         "(by default that server comes back on its endpoint, with its objects)")
     up.set_defaults(func=_guarded("storage up", _up))
 
-    down = with_state(sub.add_parser("down", help="stop the background server"))
+    down = with_state(sub.add_parser("down", help="stop the background server (`up` brings it back as it was)"))
+    down.add_argument("--forget", action="store_true", help="also drop its record (ports, credentials)")
     down.set_defaults(func=_guarded("storage down", _down))
 
     status = with_state(sub.add_parser("status", help="is the background server running? (exit 0 if so)"))

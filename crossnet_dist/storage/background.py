@@ -37,14 +37,24 @@ def server_up(
     backend: str = "seaweedfs",
     data_dir: str | Path | None = None,
     buckets: tuple[str, ...] = (),
+    fresh: bool = False,
 ) -> dict[str, Any]:
-    """Starts a detached server and records it; refuses if the recorded one is still running."""
+    """Starts a detached server and records it; refuses if the recorded one is still running.
+
+    A server this state folder recorded and `server_down` stopped comes back as it was (same
+    endpoint and ports, credentials and objects), unless `fresh`."""
     state = read_state(state_dir)
-    if state is not None and pid_alive(state["pid"]):
+    if state is not None and state.get("pid") and pid_alive(state["pid"]):
         raise S3ServerError(f"a {state['backend']} server is already up at {state['endpoint_url']} (pid {state['pid']}); "
                             f"run `crossnet storage down` first")
-    data_dir = Path(data_dir) if data_dir is not None else Path(state_dir) / "data"
-    server = S3Server(data_dir, backend=backend, buckets=buckets, detach=True).start()
+    previous = state if state is not None and not fresh and state["backend"] == backend else None
+    if previous is not None:
+        data_dir = data_dir or previous["data_dir"]
+        server = S3Server(data_dir, backend=backend, buckets=buckets, detach=True, key=previous["key"],
+                          secret=previous["secret"], ports=previous["ports"]).start(attempts=1)
+    else:
+        data_dir = Path(data_dir) if data_dir is not None else Path(state_dir) / "data"
+        server = S3Server(data_dir, backend=backend, buckets=buckets, detach=True).start()
     state = {
         "backend": backend,
         "pid": server.pid,
@@ -57,26 +67,34 @@ def server_up(
         "log": str(server.log_path),
         "started_at": time.time(),
     }
+    _write_state(state_dir, state)
+    return state
+
+
+def _write_state(state_dir: str | Path, state: dict[str, Any]) -> None:
     path = state_path(state_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(state, indent=2))
     os.replace(tmp, path)
-    return state
 
 
-def server_down(state_dir: str | Path = DEFAULT_STATE_DIR, timeout_s: float = 15.0) -> dict[str, Any] | None:
-    """Stops the recorded server (SIGTERM, then SIGKILL) and forgets it; None if none was recorded."""
+def server_down(state_dir: str | Path = DEFAULT_STATE_DIR, timeout_s: float = 15.0, forget: bool = False) -> dict[str, Any] | None:
+    """Stops the recorded server (SIGTERM, then SIGKILL); None if none was recorded. The record stays
+    (marked stopped, pid null) so that `server_up` can bring the same server back; `forget` drops it."""
     state = read_state(state_dir)
     if state is None:
         return None
-    pid = state["pid"]
-    if pid_alive(pid) and _is_server_process(pid, state["backend"]):
+    pid = state.get("pid")
+    if pid and pid_alive(pid) and _is_server_process(pid, state["backend"]):
         os.kill(pid, signal.SIGTERM)
         if not _wait_gone(pid, timeout_s):
             os.kill(pid, signal.SIGKILL)
             _wait_gone(pid, timeout_s)
-    state_path(state_dir).unlink(missing_ok=True)
+    if forget:
+        state_path(state_dir).unlink(missing_ok=True)
+    else:
+        _write_state(state_dir, {**state, "pid": None, "stopped_at": time.time()})
     return state
 
 
@@ -85,7 +103,8 @@ def server_status(state_dir: str | Path = DEFAULT_STATE_DIR) -> dict[str, Any] |
     state = read_state(state_dir)
     if state is None:
         return None
-    return {**state, "alive": pid_alive(state["pid"]) and _is_server_process(state["pid"], state["backend"])}
+    pid = state.get("pid")
+    return {**state, "alive": bool(pid) and pid_alive(pid) and _is_server_process(pid, state["backend"])}
 
 
 def env_lines(state: dict[str, Any]) -> list[str]:

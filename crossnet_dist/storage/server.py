@@ -57,9 +57,12 @@ class S3Server:
         buckets: Sequence[str] = (),
         ready_timeout_s: float = 30.0,
         detach: bool = False,
+        ports: dict[str, int] | None = None,
     ):
         """`detach=True` starts the server in its own session so that it outlives this process
-        (`crossnet storage up`); otherwise it is killed if this process dies."""
+        (`crossnet storage up`); otherwise it is killed if this process dies. `ports` (a previous
+        run's `server.ports`) starts it on the same ports: with the same data_dir and credentials,
+        the same endpoint with the same objects."""
         find_binary(backend)
         self.backend = backend
         self.data_dir = Path(data_dir).resolve()
@@ -70,7 +73,8 @@ class S3Server:
         self.ready_timeout_s = ready_timeout_s
         self.detach = detach
         self.port: int | None = None
-        self.ports: dict[str, int] = {}
+        self.ports: dict[str, int] = dict(ports or {})
+        self._fixed_ports = bool(ports)
         self.process: subprocess.Popen | None = None
 
     # ---- addresses and credentials ----------------------------------------------------------
@@ -118,13 +122,16 @@ class S3Server:
     def command(self) -> list[str]:
         binary = find_binary(self.backend)
         if self.backend == "rclone":
-            self.port = free_port()
+            self.port = self.ports["s3"] if self._fixed_ports else free_port()
             self.ports = {"s3": self.port}
             return [
                 binary, "serve", "s3", str(self.data_dir / "buckets"), "--addr", f"{LOOPBACK}:{self.port}",
                 "--auth-key", f"{self.key},{self.secret}", "--config", str(self.data_dir / "rclone.conf"),
             ]
-        http_ports = dict(zip(_SEAWEED_COMPONENTS, free_port_pairs(len(_SEAWEED_COMPONENTS), _GRPC_OFFSET)))
+        if self._fixed_ports:
+            http_ports = {name: int(self.ports[name]) for name in _SEAWEED_COMPONENTS}
+        else:
+            http_ports = dict(zip(_SEAWEED_COMPONENTS, free_port_pairs(len(_SEAWEED_COMPONENTS), _GRPC_OFFSET)))
         self.ports = {**http_ports, **{f"{name}.grpc": port + _GRPC_OFFSET for name, port in http_ports.items()}}
         self.port = http_ports["s3"]
         weed_dir = self.data_dir / "weed"
@@ -151,7 +158,7 @@ class S3Server:
                 break
             except S3ServerError:
                 self.stop()
-                if attempt == attempts - 1:
+                if attempt == attempts - 1 or self._fixed_ports:
                     raise  # a port taken between choosing and binding: the next try picks others
         try:
             for bucket in self.buckets:
@@ -204,6 +211,12 @@ class S3Server:
                 self.process.kill()
                 self.process.wait(timeout_s)
         self.process = None
+
+    def restart(self) -> "S3Server":
+        """Stops the server if it runs, then starts it again on the same ports, data and credentials."""
+        self.stop()
+        self._fixed_ports = True
+        return self.start(attempts=1)
 
     def is_running(self) -> bool:
         return self.process is not None and self.process.poll() is None
