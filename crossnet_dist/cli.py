@@ -160,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(err, CheckpointError):
             print(f"crossnet {args.command}: error: {err}", file=sys.stderr)
             return 2
-        if isinstance(err, DivergenceError):
+        from crossnet_dist.storage.retry import StorageUnavailableError
+
+        if isinstance(err, (DivergenceError, StorageUnavailableError)):
             print(f"crossnet {args.command}: error: {err}", file=sys.stderr)
             return 1
         raise

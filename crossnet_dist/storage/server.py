@@ -213,7 +213,10 @@ class S3Server:
         self.process = None
 
     def restart(self) -> "S3Server":
-        """Stops the server if it runs, then starts it again on the same ports, data and credentials."""
+        """Stops the server if it runs, then starts it again on the same ports, data and credentials.
+
+        Without `detach`, the server dies with the THREAD that (re)started it (Linux PDEATHSIG follows
+        the launching thread): restart from a thread that outlives the server."""
         self.stop()
         self._fixed_ports = True
         return self.start(attempts=1)

@@ -39,6 +39,7 @@ from crossnet_dist.training.loss_window import LossWindow
 from crossnet_dist.training.optimizers import OptimizerGroup, TorchOptimizerGroup
 from crossnet_dist.training.samples import save_sample_grid
 from crossnet_dist.training.seed import seed_everything
+from crossnet_dist.storage.retry import StorageUnavailableError
 from crossnet_dist.training.divergence import FiniteGate, NonFiniteWatch
 from crossnet_dist.training.step import step_batches, train_step
 
@@ -124,6 +125,9 @@ class Trainer:
                         last["lr/G"] = self.g_opt.lr
                         if self.gate is not None:
                             last.update(self.gate.metrics())
+                        stats = getattr(loader, "stats", None)  # images read / skipped, storage retries
+                        if hasattr(stats, "as_metrics"):
+                            last.update(stats.as_metrics("data/"))
                         self._log(last)
                         bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in last.items() if k.startswith("loss/")})
                         t_window, n_window, s_window = time.perf_counter(), 0, 0
@@ -139,6 +143,8 @@ class Trainer:
                 break
             if losses.steps:  # the steps after the last log line
                 last = losses.means()
+        except StorageUnavailableError as err:
+            raise self._storage_gave_up(err) from err
         finally:
             bar.close()
             if self._writer is not None:
@@ -147,6 +153,15 @@ class Trainer:
         self.save_samples()
         self.export_serving()
         return last
+
+    def _storage_gave_up(self, err: StorageUnavailableError) -> StorageUnavailableError:
+        """The data stopped coming: keep every trained step (a checkpoint at this step; the batch that
+        failed was never trained) and say how to continue."""
+        try:
+            saved = f"checkpoint {self.save_checkpoint()} holds step {self.step}"
+        except Exception as save_err:  # noqa: BLE001 - the storage error is the one to report
+            saved = f"no checkpoint written ({type(save_err).__name__}: {save_err})"
+        return StorageUnavailableError(f"{err}; {saved}: once storage is back, rerun the command with --resume")
 
     def _done(self, max_steps: int | None) -> bool:
         return max_steps is not None and self.step >= max_steps
