@@ -13,7 +13,7 @@ export DS_ACCELERATOR ?= cpu
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER ?= 0
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: setup system-packages test demo bench bench-train bench-serve bench-quality clean
+.PHONY: setup system-packages test demo bench bench-train bench-serve bench-quality audit clean
 
 setup: $(STAMP) $(EMOJI_TARBALLS) system-packages
 
@@ -66,6 +66,10 @@ bench: setup
 # checkpoint scored against doing nothing (~45-60 min on 2 CPUs; QUALITY_ARGS=--quick for a few minutes).
 bench-quality: setup
 	$(BIN)/python bench/quality.py $(QUALITY_ARGS)
+
+# Known vulnerabilities of the pinned runtime requirements (queries PyPI's advisory data: needs the network).
+audit: setup
+	$(BIN)/pip-audit -r requirements.txt --progress-spinner off
 
 clean:
 	rm -rf runs .pytest_cache

@@ -15,7 +15,7 @@ import argparse
 import os
 import shlex
 import signal
-import subprocess
+import subprocess  # nosec B404 - starts this package's own CLI, no shell
 import sys
 import time
 from pathlib import Path
@@ -30,7 +30,7 @@ DEFAULT_STEPS = 2000
 def run(title: str, args: list[str], env: dict[str, str], capture: bool = False) -> str:
     print(f"\n=== {title}\n$ crossnet {' '.join(shlex.quote(a) for a in args)}", flush=True)
     started = time.perf_counter()
-    proc = subprocess.run(
+    proc = subprocess.run(  # nosec B603 - this interpreter running this package's CLI, argv list
         [sys.executable, "-m", "crossnet_dist", *args], env=env, text=True,
         stdout=subprocess.PIPE if capture else None,
     )
@@ -93,7 +93,7 @@ def _serve_and_translate(generator: str, inputs: Path, out: Path, env: dict[str,
     port = free_port()
     args = ["serve", "--checkpoint", generator, "--port", str(port)]
     print(f"\n=== serve the translator over HTTP (Ray Serve on 127.0.0.1:{port})\n$ crossnet {' '.join(args)} &", flush=True)
-    server = subprocess.Popen([sys.executable, "-m", "crossnet_dist", *args], env=env)
+    server = subprocess.Popen([sys.executable, "-m", "crossnet_dist", *args], env=env)  # nosec B603 - as above
     try:
         url = f"http://127.0.0.1:{port}"
         wait_ready(url, token=None, timeout_s=180)

@@ -15,7 +15,7 @@ class ImagePool:
     def __init__(self, size: int, seed: int = 0):
         self.size = size
         self.images: list[Tensor] = []
-        self.rng = random.Random(seed)
+        self.rng = random.Random(seed)  # nosec B311 - sampling the history of fakes, not security
 
     def query(self, images: Tensor) -> Tensor:
         if self.size == 0:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
+import subprocess  # nosec B404 - runs npm with an argument list, no shell
 import sys
 from pathlib import Path
 
@@ -36,7 +36,7 @@ def fetch_tarball(package: str, version: str, cache_dir: str | Path | None = Non
             f"`make setup`, or put {path.name} there by hand"
         )
     cache_dir.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(
+    result = subprocess.run(  # nosec B603 - argv list without a shell; package and version are pinned constants
         [npm, "pack", f"{package}@{version}", "--pack-destination", str(cache_dir), "--silent"],
         capture_output=True, text=True, timeout=600,
     )

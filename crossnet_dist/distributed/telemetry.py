@@ -58,8 +58,8 @@ class Telemetry:
                     self._loss.set(value, tags={"run": self.run_name, "term": key[5:]})
                 elif key in self._gauges:
                     self._gauges[key].set(value, tags={"run": self.run_name})
-            except Exception:  # pragma: no cover - a metrics agent hiccup must not stop training
-                pass
+            except Exception as err:  # pragma: no cover - a metrics agent hiccup must not stop training
+                log.debug("metric %s not exported: %s", key, err)
 
     def sync(self) -> None:
         """Copies the event files to <run>/tb/ in storage."""

@@ -4,6 +4,7 @@
     GET  /healthz               {"status": "ok"}; never needs the token
     GET  /info                  method, checkpoint, image size, directions, limits (token if set)
     GET  /metrics               Prometheus text format; never needs the token
+    GET  /openapi.json          the OpenAPI schema of these routes
     POST /translate?direction=a2b|b2a
                                 body: PNG/JPEG bytes (Content-Type image/png or image/jpeg), or a
                                 multipart/form-data form with the image in field "image";
@@ -30,7 +31,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Optional
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from ray import serve
@@ -53,9 +54,29 @@ from crossnet_dist.serving.requests import (
 )
 
 log = logging.getLogger(__name__)
-TOKEN_ENV = "CROSSNET_SERVE_TOKEN"
+TOKEN_ENV = "CROSSNET_SERVE_TOKEN"  # nosec B105 - the name of the variable, not a token
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-api = FastAPI(title="crossnet translation endpoint", docs_url=None, redoc_url=None, openapi_url=None)
+# The OpenAPI schema (GET /openapi.json) describes every route, /translate's raw-image and multipart
+# bodies and the JSON error shape; the API fuzz test generates its requests from it.
+api = FastAPI(title="crossnet translation endpoint", docs_url=None, redoc_url=None, openapi_url="/openapi.json")
+_ERROR_SCHEMA = {"type": "object", "required": ["error", "detail", "request_id"], "properties": {
+    "error": {"type": "string"}, "detail": {"type": "string"}, "request_id": {"type": "string"}}}
+_ERROR_RESPONSE = {"content": {"application/json": {"schema": _ERROR_SCHEMA}}}
+_TRANSLATE_OPENAPI = {
+    "requestBody": {"required": True, "content": {
+        "image/png": {"schema": {"type": "string", "format": "binary"}},
+        "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+        "multipart/form-data": {"schema": {"type": "object", "required": ["image"],
+                                           "properties": {"image": {"type": "string", "format": "binary"}}}},
+    }},
+    "responses": {
+        "200": {"description": "the translation, a PNG of the input's size", "content": {"image/png": {}}},
+        **{code: {"description": why, **_ERROR_RESPONSE} for code, why in (
+            ("400", "bad direction, empty body, not a readable image"), ("401", "token missing or wrong"),
+            ("413", "too many bytes or pixels"), ("415", "not PNG/JPEG"), ("500", "server fault"),
+            ("503", "overloaded; Retry-After"))},
+    },
+}
 
 
 def _static(name: str) -> str:
@@ -144,8 +165,11 @@ class TranslationIngress:
             "limits": limits,
         })
 
-    @api.post("/translate")
-    async def translate(self, request: Request, direction: Optional[str] = None) -> Response:
+    @api.post("/translate", openapi_extra=_TRANSLATE_OPENAPI)
+    async def translate(
+        self, request: Request,
+        direction: Optional[str] = Query(None, description="a2b or b2a", json_schema_extra={"enum": ["a2b", "b2a"]}),
+    ) -> Response:
         start = time.perf_counter()
         self.metrics.in_flight.inc()
         try:

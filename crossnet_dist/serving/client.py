@@ -21,7 +21,7 @@ from crossnet_dist.methods.base import check_direction
 from crossnet_dist.translate import TranslateReport, collect_inputs
 
 log = logging.getLogger(__name__)
-TOKEN_ENV = "CROSSNET_SERVE_TOKEN"
+TOKEN_ENV = "CROSSNET_SERVE_TOKEN"  # nosec B105 - the name of the variable, not a token
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -41,6 +41,12 @@ def guess_content_type(data: bytes) -> str:
     return "application/octet-stream"
 
 
+def check_http_url(url: str) -> None:
+    """urllib also opens file:// and ftp:// URLs: an endpoint must be http(s)."""
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise RemoteTranslateError(f"endpoint {url!r} is not an http:// or https:// URL")
+
+
 def translate_remote(
     url: str,
     image_bytes: bytes,
@@ -51,6 +57,7 @@ def translate_remote(
 ) -> bytes:
     """POSTs the image to `url`/translate and returns the translated PNG (same size as the input)."""
     check_direction(direction)
+    check_http_url(url)
     token = token if token is not None else os.environ.get(TOKEN_ENV)
     headers = {"Content-Type": content_type or guess_content_type(image_bytes)}
     if token:
@@ -58,7 +65,7 @@ def translate_remote(
     query = urllib.parse.urlencode({"direction": direction})
     request = urllib.request.Request(f"{url.rstrip('/')}/translate?{query}", data=image_bytes, headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # nosec B310 - http(s) only, checked above
             return response.read()
     except urllib.error.HTTPError as err:
         raise _describe(err) from None

@@ -61,7 +61,7 @@ def start_endpoint(
     try:
         serve.start(http_options={"host": serve_cfg.host, "port": int(serve_cfg.port)})
         serve.run(build_application(str(checkpoint), serve_cfg), name=app_name, route_prefix=route_prefix, blocking=False)
-        host = LOOPBACK if serve_cfg.host in ("0.0.0.0", "::") else serve_cfg.host
+        host = LOOPBACK if serve_cfg.host in ("0.0.0.0", "::") else serve_cfg.host  # nosec B104 - a wildcard bind is reached on loopback
         url = f"http://{host}:{int(serve_cfg.port)}{route_prefix.rstrip('/')}"
         wait_ready(url, serve_cfg.token or os.environ.get("CROSSNET_SERVE_TOKEN"), ready_timeout_s)
     except BaseException:
@@ -78,7 +78,7 @@ def wait_ready(url: str, token: str | None, timeout_s: float) -> dict:
     last = "no answer"
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=10) as response:  # nosec B310 - an http:// URL built here
                 return json.loads(response.read())
         except urllib.error.HTTPError as err:
             last = f"HTTP {err.code}"

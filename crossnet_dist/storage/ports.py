@@ -27,7 +27,7 @@ def free_port_pairs(count: int, offset: int = 10000, low: int = 20000, high: int
     """`count` distinct ports p, each with p + offset free too (SeaweedFS's gRPC port convention)."""
     chosen: list[int] = []
     taken: set[int] = set()
-    rng = random.Random()
+    rng = random.Random()  # nosec B311 - picking candidate ports, not security
     for _ in range(2000):
         port = rng.randrange(low, high)
         if {port, port + offset} & taken:

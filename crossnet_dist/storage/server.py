@@ -13,7 +13,7 @@ import os
 import secrets
 import shutil
 import signal
-import subprocess
+import subprocess  # nosec B404 - starts the S3 server binary with an argument list, no shell
 import sys
 import sysconfig
 import time
@@ -172,14 +172,15 @@ class S3Server:
         cmd = self.command()
         env = {**os.environ, "AWS_ACCESS_KEY_ID": self.key, "AWS_SECRET_ACCESS_KEY": self.secret}
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
+            self.process = subprocess.Popen(  # nosec B603 - argv list without a shell, our own binary path
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                 cwd=self.data_dir, start_new_session=self.detach,
                 preexec_fn=None if self.detach else _die_with_parent,
             )
 
     def _wait_ready(self) -> None:
-        assert self.process is not None and self.port is not None
+        if self.process is None or self.port is None:
+            raise S3ServerError("the S3 server was not launched")
         deadline = time.monotonic() + self.ready_timeout_s
         last_error: Exception | None = None
         while time.monotonic() < deadline:

@@ -34,7 +34,7 @@ def generator_state_from_checkpoint(folder: Path) -> dict[str, torch.Tensor]:
         files = sorted(tagged.glob("mp_rank_*_model_states.pt"))
         if not files:
             raise FileNotFoundError(f"checkpoint {folder} has no model states in {tagged}")
-        state = torch.load(files[0], map_location="cpu", weights_only=False)["module"]
+        state = torch.load(files[0], map_location="cpu", weights_only=True)["module"]
     return {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
 
 
