@@ -247,6 +247,8 @@ class ServeConfig:
     cpus_per_replica: float = 1.0
     gpus_per_replica: float = 0.0
     max_body_bytes: int = 16 * 1024 * 1024  # larger uploads get HTTP 413
+    body_timeout_s: float = 15.0  # a body not fully received by then gets HTTP 408 (slow or stalled clients)
+    max_header_bytes: int = 16 * 1024  # request headers larger than this in all get HTTP 431
     max_pixels: int = 4096 * 4096  # width x height read from the header, before decoding; larger get 413
     token: Optional[str] = None  # bearer token for /translate and /info; else env CROSSNET_SERVE_TOKEN; unset = open
     storage: StorageConfig = field(default_factory=StorageConfig)  # for s3:// checkpoints
@@ -562,9 +564,12 @@ def _validate_serve(cfg: DictConfig, fail) -> None:
         fail("serve.host", "must be an address, e.g. 127.0.0.1")
     if not 0 <= s.port <= 65535:
         fail("serve.port", "must be in [0, 65535]")
-    for key in ("replicas", "max_replicas", "max_ongoing_requests", "max_batch_size", "max_body_bytes", "max_pixels"):
+    for key in ("replicas", "max_replicas", "max_ongoing_requests", "max_batch_size", "max_body_bytes", "max_pixels",
+                "max_header_bytes"):
         if s[key] < 1:
             fail(f"serve.{key}", "must be >= 1")
+    if not s.body_timeout_s > 0:
+        fail("serve.body_timeout_s", "must be > 0")
     if s.min_replicas < 0:
         fail("serve.min_replicas", "must be >= 0")
     if s.min_replicas > s.max_replicas:

@@ -8,7 +8,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
 import struct
+import time
 import zlib
 from collections import Counter
 
@@ -27,6 +29,7 @@ from tests.helpers import tiny_batches, tiny_config  # noqa: E402
 pytestmark = pytest.mark.timeout(600)
 FUZZ_EXAMPLES = int(os.environ.get("CROSSNET_FUZZ_EXAMPLES", "60"))  # per operation and mode
 MAX_PIXELS = 512 * 512
+BODY_TIMEOUT_S = 2.0
 TALLY: Counter = Counter()
 
 
@@ -44,7 +47,8 @@ def endpoint(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fuzz-model")
     Trainer(tiny_config(tmp, "train.max_steps=1")).fit(tiny_batches(1))
     cfg = load_config(None, ["serve.cpus_per_replica=0.5", "serve.max_body_bytes=200000",
-                             f"serve.max_pixels={MAX_PIXELS}", "serve.batch_wait_timeout_s=0.02"]).serve
+                             f"serve.max_pixels={MAX_PIXELS}", "serve.batch_wait_timeout_s=0.02",
+                             f"serve.body_timeout_s={BODY_TIMEOUT_S}"]).serve
     port = free_port()
     assert connect_ray(num_cpus=4), "expected to start a local Ray (is RAY_ADDRESS set?)"
     try:
@@ -171,3 +175,50 @@ def test_hostile_image_bytes_get_4xx_json_or_a_correct_translation(endpoint):
     post()
     assert_healthy(endpoint)
     print(f"image fuzz statuses: {dict(sorted((TALLY - before).items()))}")
+
+
+# ---- slow and oversized clients ---------------------------------------------------------------------
+def raw_request(url: str, head: bytes, body: bytes, wait_s: float) -> bytes:
+    """Sends `head` + `body` on a raw socket and returns what the server answers within `wait_s`."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=wait_s) as sock:
+        sock.sendall(head + body)
+        answer = b""
+        try:
+            while b"\r\n\r\n" not in answer or len(answer) < answer.find(b"\r\n\r\n") + 4 + content_length(answer):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+        except socket.timeout:
+            pass
+    return answer
+
+
+def content_length(answer: bytes) -> int:
+    for line in answer.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return int(line.split(b":")[1])
+    return 0
+
+
+def test_a_client_that_stalls_mid_body_gets_408_json(endpoint):
+    head = (b"POST /translate?direction=a2b HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+            b"Content-Length: 5000\r\n\r\n")
+    start = time.monotonic()
+    answer = raw_request(endpoint, head, b"\x89PNG\r\n\x1a\n" + b"\0" * 100, wait_s=BODY_TIMEOUT_S + 20)
+    took = time.monotonic() - start
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.split()[1] == b"408", answer[:500]
+    body = json.loads(rest.split(b"\r\n\r\n", 1)[1])
+    assert body["error"] == "request_timeout" and "108 bytes received" in body["detail"]
+    assert BODY_TIMEOUT_S <= took < BODY_TIMEOUT_S + 15
+    assert_healthy(endpoint)
+
+
+def test_oversized_headers_are_refused_and_harm_nothing(endpoint):
+    head = (b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"a" * 200_000 + b"\r\n\r\n")
+    answer = raw_request(endpoint, head, b"", wait_s=20)
+    assert answer.split()[1] == b"431", answer[:300]
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"] == "headers_too_large"
+    assert_healthy(endpoint)

@@ -23,6 +23,7 @@ serve.max_queued_requests more wait at the ingress; beyond that the answer is 50
 """
 
 
+import asyncio
 import hmac
 import logging
 import os
@@ -110,6 +111,23 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     return _error(RequestRejected(exc.status_code, code, detail))
 
 
+# Set by the ingress replica for its process. Not on `api.state` nor a module global: serve.ingress
+# serialises the app and the class, so the replica's middleware and __init__ see different copies of both.
+HEADER_LIMIT_ENV = "CROSSNET_SERVE_MAX_HEADER_BYTES"
+
+
+@api.middleware("http")
+async def _limit_headers(request: Request, call_next):
+    """Every route: headers beyond serve.max_header_bytes in all get 431 before any work."""
+    limit = int(os.environ.get(HEADER_LIMIT_ENV, "0")) or None
+    if limit is not None:
+        size = sum(len(name) + len(value) + 4 for name, value in request.headers.raw)
+        if size > limit:
+            return _error(RequestRejected(431, "headers_too_large",
+                                          f"the request headers are {size} bytes, more than {limit} (serve.max_header_bytes)"))
+    return await call_next(request)
+
+
 @api.exception_handler(RequestValidationError)
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     return _error(RequestRejected(400, "bad_request", "the request's parameters are malformed"))
@@ -123,6 +141,8 @@ class TranslationIngress:
         self.settings = settings
         self.token = settings.get("token") or os.environ.get(TOKEN_ENV) or None
         self.max_body_bytes = int(settings["max_body_bytes"])
+        self.body_timeout_s = float(settings["body_timeout_s"])
+        os.environ[HEADER_LIMIT_ENV] = str(int(settings["max_header_bytes"]))
         self.max_pixels = int(settings["max_pixels"])
         self.metrics = ServeMetrics()
         self.page = _static("index.html")
@@ -215,12 +235,23 @@ class TranslationIngress:
             raise RequestRejected(401, "unauthorized", f"{reason}: send 'Authorization: Bearer <token>'")
 
     async def _read_body(self, request: Request) -> bytes:
+        """The whole body within serve.body_timeout_s (a client that stalls mid-body gets 408), at most
+        serve.max_body_bytes (413)."""
         chunks, total = [], 0
-        async for chunk in request.stream():
-            total += len(chunk)
-            if total > self.max_body_bytes:
-                raise body_too_large(self.max_body_bytes)
-            chunks.append(chunk)
+
+        async def read() -> None:
+            nonlocal total
+            async for chunk in request.stream():
+                total += len(chunk)
+                if total > self.max_body_bytes:
+                    raise body_too_large(self.max_body_bytes)
+                chunks.append(chunk)
+
+        try:
+            await asyncio.wait_for(read(), self.body_timeout_s)
+        except asyncio.TimeoutError:
+            raise RequestRejected(408, "request_timeout", f"the body did not arrive within {self.body_timeout_s:g} s "
+                                  f"({total} bytes received; serve.body_timeout_s)") from None
         return b"".join(chunks)
 
     async def _form_image(self, request: Request, body: bytes) -> bytes:

@@ -8,9 +8,11 @@ Every rejection is a `RequestRejected` carrying its HTTP status and a JSON body
 | 400    | bad_direction              | `direction` missing or not a2b / b2a                               |
 | 400    | empty_body                 | zero bytes, or a multipart form without an image part              |
 | 400    | not_an_image               | the bytes are not a readable PNG/JPEG (text, truncated, corrupt)   |
+| 408    | request_timeout            | the body did not arrive within `serve.body_timeout_s`              |
 | 401    | unauthorized               | a token is configured and the request lacks it or has another one  |
 | 413    | body_too_large             | more than `serve.max_body_bytes` bytes                             |
 | 413    | too_many_pixels            | width x height in the header exceeds `serve.max_pixels`            |
+| 431    | headers_too_large          | request headers beyond `serve.max_header_bytes`                     |
 | 415    | unsupported_media_type     | Content-Type is neither image/png, image/jpeg nor multipart/form-data |
 | 415    | unsupported_image_format   | a decodable image that is not PNG or JPEG (GIF, BMP, ...)          |
 | 404    | not_found                  | no such route                                                      |
