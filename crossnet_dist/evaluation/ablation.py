@@ -174,7 +174,7 @@ def write_tables(records: list[dict[str, Any]], settings: Sequence[str], out_dir
                  if rows and f"{chart_metric}_{d}_identity_baseline_mean" in rows[0]}
     bar_chart([r["setting"] for r in rows], groups, paths["chart"],
               title=f"Ablation (Fig. 5 settings): {chart_metric} on the test split\nmean ± std over seeds",
-              ylabel=chart_metric + " (lower is better)", baselines=baselines)
+              ylabel=chart_metric + " (lower is better)", baselines=baselines, zoom=True)
     return paths
 
 

@@ -59,9 +59,11 @@ def bar_chart(
     title: str,
     ylabel: str,
     baselines: dict[str, float] | None = None,
+    zoom: bool = False,
 ) -> Path:
     """Grouped bars: `groups[name] = (means, stds)`, one value per label, stds drawn as error bars;
-    `baselines[name]`, if given, is a dashed line in that group's colour."""
+    `baselines[name]`, if given, is a dashed line in that group's colour. `zoom` starts the y axis near
+    the smallest value instead of 0 (the title says so), for settings that differ by a few percent."""
     n = len(groups)
     width = 0.8 / max(n, 1)
     fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(labels) * max(n, 1) / 1.5), 4.8))
@@ -71,6 +73,15 @@ def bar_chart(
         if baselines and name in baselines:
             ax.axhline(baselines[name], color=bars.patches[0].get_facecolor(), linestyle="--", linewidth=1,
                        label=f"{name}: untranslated inputs")
+    if zoom:
+        values = [m - s for means, stds in groups.values() for m, s in zip(means, stds) if m == m]
+        values += [m + s for means, stds in groups.values() for m, s in zip(means, stds) if m == m]
+        values += list((baselines or {}).values())
+        if values:
+            low, high = min(values), max(values)
+            pad = 0.15 * (high - low or abs(high) or 1.0)
+            ax.set_ylim(low - pad, high + pad)
+            title += " (y axis not from 0)"
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels, rotation=20, ha="right")
     ax.set_ylabel(ylabel)
