@@ -1,0 +1,1 @@
+"""crossnet-dist: distributed unpaired image-to-image translation."""

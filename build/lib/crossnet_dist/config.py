@@ -1,0 +1,666 @@
+"""Typed configuration: omegaconf structured dataclasses, YAML files and dotted overrides.
+
+`load_config("jobs/configs/tiny.yaml", ["optim.lr=1e-4"])` merges, in order, the
+dataclass defaults, the YAML file and the overrides. Unknown keys and values of
+the wrong type fail at load time; `validate` then checks values (ranges,
+choices) and every error names the offending key.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import yaml
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A configuration key is unknown, mistyped or out of range; the message names the key."""
+
+
+@dataclass
+class UNITOptions:
+    """UNIT (papers/unit.txt): encoders are 3 convs (the 7x7 one + model.n_downsampling stride-2 ones)
+    + model.n_encoder_blocks residual blocks; generators mirror them."""
+
+    shared_layers: int = 1  # residual blocks tied between E_a/E_b (their last) and G_a/G_b (their first)
+
+
+@dataclass
+class XGANOptions:
+    """XGAN (papers/xgan.txt, Table 1, 64x64): conv blocks down to 4x4, FC embedding, mirrored decoder."""
+
+    enc_channels: int = 32  # conv1 width, doubled per block (32, 64, 128, 256 at 64x64)
+    embedding_dim: int = 1024  # FC1/FC2 width; 1280 when the EfficientNet-Lite0 teacher is used
+    disc_channels: int = 16  # discriminator conv1 width (16, 32, 32, 32)
+    dann_hidden: int = 256  # hidden units of the domain classifier c_dann (not given in the paper)
+    gan_b2a: bool = False  # the paper trains only D_1->2 (a2b); true adds the symmetric discriminator
+    teacher_weights: str = ""  # EfficientNet-Lite0 state dict for L_teach; "" = the packaged file
+
+
+@dataclass
+class CascadedOptions:
+    """Cascaded deep translation (papers/cascaded-deep-translation.txt): one level per run."""
+
+    vgg_weights: str = ""  # torchvision vgg19 state-dict file (e.g. vgg19-dcbb9e9d.pth)
+    random_vgg: bool = False  # TESTS ONLY: a randomly initialised VGG-19 of the same shape
+    init_from: str = ""  # checkpoint (train or serving) of the previous stage: all generator-side weights
+    train_level: int = 5  # 5..1: the translator pair of conv<level>_1 being trained; 0: the inversion nets
+    finest_level: int = 3  # the cascade stops here and inverts (the paper trains 5, 4, 3)
+    max_channels: int = 512  # caps translator/critic/inversion widths (512 = the paper, no cap)
+    adain_hidden: int = 1000  # hidden units of the AdaIN parameter MLP (Table 4)
+    critic_steps: int = 4  # WGAN-GP critic updates per translator update
+    stats_batches: int = 50  # batches whose features estimate the per-domain channel mean/std
+
+
+@dataclass
+class ModelConfig:
+    image_size: int = 256  # side of the square training crop, and of serving inputs
+    in_channels: int = 3
+    gen_channels: int = 64  # ngf: width of the generator's first conv
+    n_downsampling: int = 2  # stride-2 convs in the encoder (transposed convs in the decoder)
+    n_encoder_blocks: int = 9  # residual blocks at the end of each encoder
+    n_translator_blocks: int = 9  # residual blocks of each latent cross-translator
+    disc_channels: int = 64  # ndf
+    disc_layers: int = 3  # 3 -> the 70x70 PatchGAN
+    # crossnet/cyclegan networks: "normal" = the CycleGAN reference's N(0, init_gain) conv weights, "pytorch" = torch's
+    init: str = "normal"
+    init_gain: float = 0.02
+    upsample: str = "transposed"  # decoder 2x upsampling: transposed (the paper) | resize (nearest resize + conv)
+    unit: UNITOptions = field(default_factory=UNITOptions)  # method-specific options
+    xgan: XGANOptions = field(default_factory=XGANOptions)
+    cascaded: CascadedOptions = field(default_factory=CascadedOptions)
+
+
+@dataclass
+class CrossNetLossWeights:
+    """Eq. 5 of the CrossNet paper; each weight may be 0 (the Fig. 5 ablation)."""
+
+    gan: float = 1.0
+    identity: float = 3.0  # L_Id, eq. 2
+    cross_translation: float = 3.0  # L_CTC, eq. 3
+    cross_identity: float = 6.0  # L_ZId, eq. 1
+    latent_cycle: float = 6.0  # L_ZCyc, eq. 4
+
+
+@dataclass
+class CycleGANLossWeights:
+    """The CycleGAN reference defaults: lambda_A = lambda_B = 10, lambda_identity = 0.5."""
+
+    gan: float = 1.0
+    cycle: float = 10.0
+    identity: float = 0.5  # relative to `cycle`, as in the reference implementation
+
+
+@dataclass
+class UNITLossWeights:
+    """UNIT eqs. 2-8 with the paper's defaults (sec. 4)."""
+
+    gan: float = 10.0  # lambda_0, eqs. 5-6
+    kl: float = 0.1  # lambda_1, eqs. 3-4
+    recon: float = 100.0  # lambda_2, eqs. 3-4
+    cycle_kl: float = 0.1  # lambda_3, eqs. 7-8
+    cycle_recon: float = 100.0  # lambda_4, eqs. 7-8
+
+
+@dataclass
+class XGANLossWeights:
+    """XGAN eq. 1; the paper gives no omega values, so every term defaults to 1 and the teacher is off."""
+
+    rec: float = 1.0  # L_rec, eq. 2
+    dann: float = 1.0  # omega_dann, eq. 3
+    sem: float = 1.0  # omega_sem, eq. 4
+    gan: float = 1.0  # omega_gan, eq. 6
+    teach: float = 0.0  # omega_teach (optional teacher loss)
+
+
+@dataclass
+class CascadedLossWeights:
+    """Cascaded eqs. 1-4 (lambda_gp = 10, lambda_cyc = lambda_idty = 100) and the inversion nets."""
+
+    adv: float = 1.0  # L_adv, eq. 1 (translator side)
+    gp: float = 10.0  # lambda_gp, eq. 1
+    cycle: float = 100.0  # lambda_cyc, eq. 2
+    identity: float = 100.0  # lambda_idty, eq. 3
+    inv_pixel: float = 1.0  # inversion nets: image loss (not weighted in the paper)
+    inv_gan: float = 0.01  # inversion nets: LSGAN term (not weighted in the paper)
+
+
+@dataclass
+class LossConfig:
+    crossnet: CrossNetLossWeights = field(default_factory=CrossNetLossWeights)
+    cyclegan: CycleGANLossWeights = field(default_factory=CycleGANLossWeights)
+    unit: UNITLossWeights = field(default_factory=UNITLossWeights)
+    xgan: XGANLossWeights = field(default_factory=XGANLossWeights)
+    cascaded: CascadedLossWeights = field(default_factory=CascadedLossWeights)
+
+
+@dataclass
+class OptimConfig:
+    """Adam and the schedule. lr, betas and pool_size left unset (null) take the method's paper values
+    (`TranslationMethod.optim_defaults`) at load time, so `method=unit` alone trains as UNIT did."""
+
+    lr: Optional[float] = None
+    beta1: Optional[float] = None
+    beta2: Optional[float] = None
+    n_epochs: int = 100  # epochs at the initial learning rate
+    n_epochs_decay: int = 100  # epochs of linear decay to zero after that
+    pool_size: Optional[int] = None  # history of generated images shown to the discriminators (0 = none)
+
+
+@dataclass
+class StorageConfig:
+    """Object storage options; unset values fall back to the standard AWS_* environment."""
+
+    endpoint_url: Optional[str] = None
+    key: Optional[str] = None
+    secret: Optional[str] = None
+    region: Optional[str] = None
+    retries: int = 100  # retries of a read that failed with a transient storage error (0 = fail at once)
+    retry_backoff_s: float = 0.2  # ceiling of the first back-off, doubled each retry (full jitter, at most 10 s)
+    retry_budget_s: float = 120.0  # give up once the retries of one read have waited this long
+
+
+@dataclass
+class DataConfig:
+    root: str = "data/tiny"  # URL or path holding trainA/ trainB/ testA/ testB/
+    load_size: int = 286  # images are resized to this, then randomly cropped to model.image_size
+    flip: bool = True
+    batch_size: int = 1
+    num_workers: int = 0
+    max_images: int = 0  # per domain; 0 = all
+    read_ahead: int = 16  # images each loader worker fetches concurrently
+    storage: StorageConfig = field(default_factory=StorageConfig)
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str = "runs/crossnet"
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    max_steps: int = 0  # stop after this many steps; 0 = run every epoch of the schedule
+    log_every: int = 10
+    sample_every: int = 200
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3  # newest step checkpoints kept; 0 = keep all
+    progress: bool = True
+    # torch.compile every network (both trainers): on this repo's 2-CPU bench a step is ~13% faster
+    # after ~1 min of compiling, so it pays on long runs only; not with dist.zero_stage=3
+    compile: bool = False
+    # exponential moving average of the translation networks' weights (0 = off, e.g. 0.999): when on,
+    # generator.pt, eval, Tune scoring and serving use the averaged weights; not with dist.zero_stage=3
+    ema_decay: float = 0.0
+    # a non-finite loss: "stop" (an error naming the step and the term; nothing diverged is saved) or
+    # "skip" (that update is skipped and counted, guard/skipped_*; one host sync per update)
+    nonfinite: str = "stop"
+    nonfinite_max_skips: int = 10  # skip: more steps in a row with a skipped update stop the run
+
+
+@dataclass
+class DistributedConfig:
+    """`crossnet train` on a Ray cluster (Ray Train workers, DeepSpeed ZeRO); ignored by `--local`."""
+
+    num_workers: int = 2  # Ray Train workers (one GPU each with use_gpu)
+    use_gpu: bool = False  # NCCL + bf16 on GPUs; gloo + fp32 on CPUs
+    cpus_per_worker: float = 1.0  # logical CPUs each worker reserves
+    placement_strategy: str = "PACK"  # PACK | SPREAD | STRICT_PACK | STRICT_SPREAD
+    zero_stage: int = 2  # DeepSpeed ZeRO: 0 off, 1 optimizer state, 2 + gradients, 3 + parameters
+    zero3_persistence_threshold: int = 100000  # ZeRO-3 keeps parameters this small whole on every rank
+    grad_clip: float = 0.0  # global gradient-norm clip per network group; 0 = off
+    grad_accumulation: int = 1  # micro-batches per optimiser step
+    storage_path: str = "runs/ray"  # run folders go here: a local path or s3://bucket/prefix
+    run_name: str = ""  # "" = <basename of train.out_dir>-<timestamp>
+    max_failures: int = 1  # worker-group restarts from the last checkpoint before giving up; -1 = forever
+    checkpoint_every: int = 100  # steps between checkpoints (one is always written at the end)
+    keep_checkpoints: int = 2  # newest checkpoints kept in storage; 0 = keep all
+    address: str = ""  # Ray cluster address; "" = RAY_ADDRESS, else a local Ray on 127.0.0.1
+    loader: str = "crossnet_dist.data:build_train_loader"  # module:function building a rank's loader
+    # a new run starts from this checkpoint of another run (weights, optimiser state, image pools,
+    # step; the LR comes from optim.lr): <storage>/<run>/step_XXXXXXXX, a path or s3:// URL.
+    # "" = from scratch. A run resuming its own checkpoints ignores it. Tune's PBT sets it.
+    init_from: str = ""
+    fail_at_step: int = 0  # fault injection for tests: worker `fail_rank` kills itself at this step, once
+    fail_rank: int = 1
+
+
+@dataclass
+class ServeConfig:
+    """`crossnet serve`: the Ray Serve endpoint (see crossnet_dist/serving/)."""
+
+    host: str = "127.0.0.1"  # HTTP proxy address; 0.0.0.0 only inside a container/cluster
+    port: int = 8000
+    replicas: int = 1  # model replicas when not autoscaling
+    autoscale: bool = False  # scale model replicas between min_replicas and max_replicas
+    min_replicas: int = 1
+    max_replicas: int = 4
+    target_ongoing_requests: float = 2.0  # autoscaling target per replica
+    max_ongoing_requests: int = 16  # requests a model replica holds at once (>= max_batch_size)
+    max_queued_requests: int = 64  # requests waiting for a replica beyond that; more get HTTP 503
+    max_batch_size: int = 8  # @serve.batch; 1 = batching off
+    batch_wait_timeout_s: float = 0.01
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (auto: cuda when gpus_per_replica > 0 and one is visible)
+    cpus_per_replica: float = 1.0
+    gpus_per_replica: float = 0.0
+    max_body_bytes: int = 16 * 1024 * 1024  # larger uploads get HTTP 413
+    body_timeout_s: float = 15.0  # a body not fully received by then gets HTTP 408 (slow or stalled clients)
+    max_header_bytes: int = 16 * 1024  # request headers larger than this in all get HTTP 431
+    max_pixels: int = 4096 * 4096  # width x height read from the header, before decoding; larger get 413
+    token: Optional[str] = None  # bearer token for /translate and /info; else env CROSSNET_SERVE_TOKEN; unset = open
+    storage: StorageConfig = field(default_factory=StorageConfig)  # for s3:// checkpoints
+
+
+@dataclass
+class ParamSpec:
+    """One searched config key (`tune.space`): a range (uniform, loguniform, randint), a list of
+    values (choice: sampled; grid: every value, crossed with the other grids)."""
+
+    type: str = "uniform"  # uniform | loguniform | quniform | randint | choice | grid
+    low: Optional[float] = None  # ranges: bounds (randint: high exclusive)
+    high: Optional[float] = None
+    q: Optional[float] = None  # quniform: step
+    values: Optional[List[Any]] = None  # choice | grid
+
+
+@dataclass
+class ASHAOptions:
+    """ASHA rungs are counted in training steps (`progress/step`); a rung's decision is made on the
+    held-out metric of the first checkpoint at or after it."""
+
+    grace_period: int = 0  # steps before a trial can be stopped; 0 = dist.checkpoint_every
+    reduction_factor: float = 2.0
+    max_t: int = 0  # 0 = train.max_steps
+    brackets: int = 1
+
+
+@dataclass
+class PBTOptions:
+    """Population Based Training (tune.scheduler=pbt), in training steps: every
+    perturbation_interval steps, a trial in the bottom quantile_fraction of the running trials (by
+    the held-out metric of its newest checkpoint) continues from the newest checkpoint of a trial in
+    the top quantile, with that trial's searched values resampled (resample_probability) or
+    multiplied by one of perturbation_factors, then clipped to the searched range. No move happens
+    at a trial's last step (it would only copy the donor's final model)."""
+
+    perturbation_interval: int = 0  # steps; 0 = dist.checkpoint_every; a multiple of dist.checkpoint_every
+    burn_in: int = 0  # steps before the first perturbation
+    quantile_fraction: float = 0.25  # in (0, 0.5]
+    resample_probability: float = 0.25
+    perturbation_factors: List[float] = field(default_factory=lambda: [1.2, 0.8])
+    # True: the population perturbs in lock step (waits for the slowest trial; every move happens).
+    # False: a trial is compared with the scores reported before it, so early moves depend on timing.
+    synch: bool = False
+
+
+@dataclass
+class TuneConfig:
+    """`crossnet tune`: a Ray Tune campaign over config keys (by default the five CrossNet loss
+    weights), each trial a distributed training run (dist.*) scored on the held-out split."""
+
+    name: str = ""  # campaign folder under storage_path; "" = <basename of train.out_dir>-tune-<timestamp>
+    storage_path: str = ""  # "" = dist.storage_path (a local path or s3://bucket/prefix)
+    space: Dict[str, ParamSpec] = field(default_factory=dict)  # {} = the five loss.crossnet weights
+    metric: str = "fd_efflite0"  # evaluation metric of the held-out split (lower is better)
+    mode: str = "min"
+    split: str = "test"  # held-out split of data.root scored at every checkpoint
+    eval_max_images: int = 0  # per domain; 0 = the whole split
+    eval_device: str = "cpu"  # where the trial driver scores checkpoints
+    scheduler: str = "asha"  # asha | pbt | fifo
+    asha: ASHAOptions = field(default_factory=ASHAOptions)
+    pbt: PBTOptions = field(default_factory=PBTOptions)
+    searcher: str = "random"  # random (grid entries are crossed) | optuna (TPE; no grid entries; not with pbt)
+    num_samples: int = 8  # samples of the space (each crossed with every grid entry)
+    max_concurrent_trials: int = 1
+    time_budget_s: float = 86400.0  # the campaign stops after this long (unfinished trials resume with --resume)
+    trial_cpus: float = 0.01  # CPUs the trial driver reserves (the workers reserve dist.cpus_per_worker each)
+    seed: int = 0  # searcher seed
+
+
+@dataclass
+class Config:
+    method: str = "crossnet"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    dist: DistributedConfig = field(default_factory=DistributedConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> DictConfig:
+    """Defaults <- YAML file <- dotted overrides, then `validate`."""
+    cfg = OmegaConf.structured(Config)
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = OmegaConf.load(path)
+        except yaml.YAMLError as err:
+            where = getattr(err, "problem_mark", None)
+            at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+            raise ConfigError(f"config file {path} is not valid YAML{at}: {getattr(err, 'problem', None) or err}") from None
+        except OSError as err:  # omegaconf: "Invalid loaded object type: int" for a scalar document
+            loaded = str(err)
+        if not isinstance(loaded, DictConfig):
+            what = "a list" if isinstance(loaded, ListConfig) else "a single value"
+            raise ConfigError(f"config file {path} must hold a mapping of sections (method:, model:, ...), not {what}")
+        try:
+            cfg = OmegaConf.merge(cfg, loaded)
+        except OmegaConfBaseException as err:
+            raise ConfigError(_describe(err, f" in {path}")) from None
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+    if overrides:
+        try:
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+        except OmegaConfBaseException as err:
+            raise ConfigError(_describe(err, " (command-line override)")) from None
+    apply_method_defaults(cfg)
+    validate(cfg)
+    return cfg
+
+
+def apply_method_defaults(cfg: DictConfig) -> None:
+    """Fills the optim.* keys left unset with the values of the method's paper."""
+    from crossnet_dist.methods import METHODS
+
+    method = METHODS.get(cfg.method)
+    if method is None:
+        return  # validate names the key
+    for key, value in method.optim_defaults.items():
+        if cfg.optim[key] is None:
+            cfg.optim[key] = value
+
+
+def config_from_container(container: dict[str, Any]) -> DictConfig:
+    """Rebuilds a validated config from a plain dict (as stored in checkpoints)."""
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(Config), container)
+    except OmegaConfBaseException as err:
+        raise ConfigError(_describe(err, " (stored config)")) from None
+    apply_method_defaults(cfg)
+    validate(cfg)
+    return cfg
+
+
+def to_container(cfg: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def _float_leaves(node, prefix: str = ""):
+    """(dotted key, value) of every float in the config, lists of specs included."""
+    items = node.items() if isinstance(node, DictConfig) else enumerate(node)
+    for key, value in items:
+        name = f"{prefix}{key}"
+        if isinstance(value, (DictConfig, ListConfig)):
+            yield from _float_leaves(value, name + ".")
+        elif isinstance(value, float):
+            yield name, value
+
+
+def _describe(err: OmegaConfBaseException, where: str) -> str:
+    key = getattr(err, "full_key", None)
+    msg = str(err).splitlines()[0]
+    if key:
+        return f"config key '{key}'{where}: {msg}"
+    return f"config{where}: {msg}"
+
+
+def validate(cfg: DictConfig) -> None:
+    def fail(key: str, why: str) -> None:
+        raise ConfigError(f"config key '{key}': {why} (got {OmegaConf.select(cfg, key)!r})")
+
+    from crossnet_dist.methods import METHODS
+
+    if cfg.method not in METHODS:
+        fail("method", f"must be one of {', '.join(sorted(METHODS))}")
+    for key, value in _float_leaves(cfg):
+        if not math.isfinite(value):
+            fail(key, "must be a finite number")
+    if not str(cfg.data.root).strip():
+        fail("data.root", "must name the dataset folder or s3:// URL (an empty one would mean the working directory)")
+
+    positive = [
+        "model.image_size", "model.in_channels", "model.gen_channels", "model.disc_channels",
+        "data.load_size", "data.batch_size", "data.read_ahead", "optim.lr", "train.log_every",
+        "train.sample_every", "train.checkpoint_every",
+    ]
+    non_negative = [
+        "model.n_downsampling", "model.n_encoder_blocks", "model.n_translator_blocks",
+        "model.disc_layers", "optim.n_epochs", "optim.n_epochs_decay", "optim.pool_size",
+        "data.num_workers", "data.max_images", "data.storage.retries", "data.storage.retry_backoff_s",
+        "data.storage.retry_budget_s",
+        "train.max_steps", "train.keep_checkpoints",
+    ]
+    for key in positive:
+        if not OmegaConf.select(cfg, key) > 0:
+            fail(key, "must be > 0")
+    for key in non_negative:
+        if OmegaConf.select(cfg, key) < 0:
+            fail(key, "must be >= 0")
+    for section in cfg.loss:
+        for name, value in cfg.loss[section].items():
+            if value < 0:
+                fail(f"loss.{section}.{name}", "loss weights must be >= 0")
+    for key in ("optim.beta1", "optim.beta2"):
+        if not 0.0 <= OmegaConf.select(cfg, key) < 1.0:
+            fail(key, "must be in [0, 1)")
+    if cfg.optim.n_epochs + cfg.optim.n_epochs_decay == 0:
+        fail("optim.n_epochs", "optim.n_epochs + optim.n_epochs_decay must be > 0")
+    from crossnet_dist.networks.generator import UPSAMPLE_KINDS
+    from crossnet_dist.networks.init import INIT_KINDS
+
+    if cfg.model.init not in INIT_KINDS:
+        fail("model.init", f"must be one of {', '.join(INIT_KINDS)}")
+    if not cfg.model.init_gain > 0:
+        fail("model.init_gain", "must be > 0")
+    if cfg.model.upsample not in UPSAMPLE_KINDS:
+        fail("model.upsample", f"must be one of {', '.join(UPSAMPLE_KINDS)}")
+    if not 0.0 <= cfg.train.ema_decay < 1.0:
+        fail("train.ema_decay", "must be in [0, 1) (0 = off)")
+    from crossnet_dist.training.divergence import NONFINITE_MODES
+
+    if cfg.train.nonfinite not in NONFINITE_MODES:
+        fail("train.nonfinite", f"must be one of {', '.join(NONFINITE_MODES)}")
+    if cfg.train.nonfinite_max_skips < 1:
+        fail("train.nonfinite_max_skips", "must be >= 1")
+    _validate_methods(cfg, fail)
+    _validate_dist(cfg, fail)
+    _validate_serve(cfg, fail)
+    _validate_tune(cfg, fail)
+    if cfg.data.load_size < cfg.model.image_size:
+        fail("data.load_size", f"must be >= model.image_size ({cfg.model.image_size})")
+
+    from crossnet_dist.networks.shapes import ImageSizeError, check_image_size
+
+    try:
+        check_image_size(cfg.model.image_size, cfg.model.image_size, cfg.model)
+    except ImageSizeError as err:
+        fail("model.image_size", str(err))
+
+
+def _validate_methods(cfg: DictConfig, fail) -> None:
+    """Options of the unit / xgan / cascaded methods (checked whatever the method, as they are typed)."""
+    m = cfg.model
+    if not 0 <= m.unit.shared_layers <= m.n_encoder_blocks:
+        fail("model.unit.shared_layers", f"must be in [0, model.n_encoder_blocks={m.n_encoder_blocks}]")
+    for key in ("enc_channels", "embedding_dim", "disc_channels", "dann_hidden"):
+        if m.xgan[key] < 1:
+            fail(f"model.xgan.{key}", "must be >= 1")
+    c = m.cascaded
+    if c.train_level not in (0, 1, 2, 3, 4, 5):
+        fail("model.cascaded.train_level", "must be 5..1 (a translator level) or 0 (the inversion networks)")
+    if c.finest_level not in (1, 2, 3, 4, 5):
+        fail("model.cascaded.finest_level", "must be in 1..5")
+    if c.train_level and c.train_level < c.finest_level:
+        fail("model.cascaded.train_level", f"must be >= model.cascaded.finest_level ({c.finest_level}) or 0")
+    for key in ("max_channels", "adain_hidden", "critic_steps", "stats_batches"):
+        if c[key] < 1:
+            fail(f"model.cascaded.{key}", "must be >= 1")
+    if cfg.method == "xgan":
+        size = m.image_size
+        if size < 32 or size & (size - 1):
+            fail("model.image_size", "xgan needs a power of two >= 32 (conv blocks halve it down to 4x4)")
+        if cfg.loss.xgan.teach > 0 and m.xgan.embedding_dim != 1280:
+            fail("model.xgan.embedding_dim", "must be 1280 (the EfficientNet-Lite0 teacher's width) when loss.xgan.teach > 0")
+    if cfg.method == "cascaded" and (m.image_size % 16 or m.image_size < 32):
+        fail("model.image_size", "cascaded needs a multiple of 16 >= 32 (conv5_1 is 1/16 of the image)")
+
+
+_PLACEMENT = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
+
+
+def _validate_dist(cfg: DictConfig, fail) -> None:
+    d = cfg.dist
+    if d.num_workers < 1:
+        fail("dist.num_workers", "must be >= 1")
+    if d.cpus_per_worker < 0:
+        fail("dist.cpus_per_worker", "must be >= 0")
+    if d.zero_stage not in (0, 1, 2, 3):
+        fail("dist.zero_stage", "must be one of 0, 1, 2, 3")
+    if d.placement_strategy not in _PLACEMENT:
+        fail("dist.placement_strategy", f"must be one of {', '.join(_PLACEMENT)}")
+    for key in ("zero3_persistence_threshold", "grad_clip", "checkpoint_every", "keep_checkpoints", "fail_at_step"):
+        if d[key] < 0:
+            fail(f"dist.{key}", "must be >= 0")
+    if d.grad_accumulation < 1:
+        fail("dist.grad_accumulation", "must be >= 1")
+    if d.checkpoint_every == 0:
+        fail("dist.checkpoint_every", "must be > 0")
+    if d.max_failures < -1:
+        fail("dist.max_failures", "must be >= -1 (-1 = retry forever)")
+    if not d.storage_path:
+        fail("dist.storage_path", "must be a local path or s3://bucket/prefix")
+    if "/" in d.run_name or d.run_name in (".", ".."):
+        fail("dist.run_name", "must be a plain folder name")
+    if ":" not in d.loader:
+        fail("dist.loader", "must be 'module:function'")
+    if cfg.train.compile and d.zero_stage == 3:
+        fail("train.compile", "not with dist.zero_stage=3: ZeRO-3 gathers each module's parameters in hooks "
+             "around its forward, which compiled graphs would bypass; use ZeRO 0-2")
+    if cfg.train.ema_decay and d.zero_stage == 3:
+        fail("train.ema_decay", "not with dist.zero_stage=3 (each rank holds only a shard of the weights to average); "
+             "use ZeRO 0-2")
+    if "://" in d.init_from and not d.init_from.startswith("s3://"):
+        fail("dist.init_from", "must be a path or an s3:// URL of a run's step_XXXXXXXX checkpoint")
+    if d.fail_at_step and not 0 <= d.fail_rank < d.num_workers:
+        fail("dist.fail_rank", f"must be a worker rank in [0, {d.num_workers})")
+
+
+_SERVE_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def _validate_serve(cfg: DictConfig, fail) -> None:
+    s = cfg.serve
+    if not s.host:
+        fail("serve.host", "must be an address, e.g. 127.0.0.1")
+    if not 0 <= s.port <= 65535:
+        fail("serve.port", "must be in [0, 65535]")
+    for key in ("replicas", "max_replicas", "max_ongoing_requests", "max_batch_size", "max_body_bytes", "max_pixels",
+                "max_header_bytes"):
+        if s[key] < 1:
+            fail(f"serve.{key}", "must be >= 1")
+    if not s.body_timeout_s > 0:
+        fail("serve.body_timeout_s", "must be > 0")
+    if s.min_replicas < 0:
+        fail("serve.min_replicas", "must be >= 0")
+    if s.min_replicas > s.max_replicas:
+        fail("serve.min_replicas", f"must be <= serve.max_replicas ({s.max_replicas})")
+    if not s.target_ongoing_requests > 0:
+        fail("serve.target_ongoing_requests", "must be > 0")
+    if s.max_queued_requests < -1 or s.max_queued_requests == 0:
+        fail("serve.max_queued_requests", "must be >= 1, or -1 for no limit")
+    if s.max_ongoing_requests < s.max_batch_size:
+        fail("serve.max_ongoing_requests", f"must be >= serve.max_batch_size ({s.max_batch_size}) or batches never fill")
+    if s.batch_wait_timeout_s < 0:
+        fail("serve.batch_wait_timeout_s", "must be >= 0")
+    if not _SERVE_DEVICE.match(s.device):
+        fail("serve.device", "must be auto, cpu, cuda or cuda:N")
+    for key in ("cpus_per_replica", "gpus_per_replica"):
+        if s[key] < 0:
+            fail(f"serve.{key}", "must be >= 0")
+    if s.token is not None and not s.token.strip():
+        fail("serve.token", "must be a non-empty string or unset")
+
+
+TUNE_SCHEDULERS = ("asha", "pbt", "fifo")
+TUNE_SEARCHERS = ("random", "optuna")
+TUNE_PARAM_TYPES = ("uniform", "loguniform", "quniform", "randint", "choice", "grid")
+
+
+def _validate_pbt(cfg: DictConfig, fail) -> None:
+    t, p = cfg.tune, cfg.tune.pbt
+    for key in ("perturbation_interval", "burn_in"):
+        if p[key] < 0:
+            fail(f"tune.pbt.{key}", "must be >= 0")
+    if p.perturbation_interval % cfg.dist.checkpoint_every:
+        fail("tune.pbt.perturbation_interval",
+             f"must be a multiple of dist.checkpoint_every ({cfg.dist.checkpoint_every}): trials are compared "
+             "and cloned at checkpoints")
+    if not 0 < p.quantile_fraction <= 0.5:
+        fail("tune.pbt.quantile_fraction", "must be in (0, 0.5]")
+    if not 0 <= p.resample_probability <= 1:
+        fail("tune.pbt.resample_probability", "must be in [0, 1]")
+    if len(p.perturbation_factors) != 2 or not all(f > 0 for f in p.perturbation_factors):
+        fail("tune.pbt.perturbation_factors", "must be two factors > 0, e.g. [1.2, 0.8]")
+    if t.scheduler == "pbt" and t.searcher != "random":
+        fail("tune.searcher", "tune.scheduler=pbt explores by itself: use searcher=random")
+
+
+def _validate_tune(cfg: DictConfig, fail) -> None:
+    """The `tune:` section's own values; `crossnet tune` also checks that every searched key
+    exists and every value is valid there (crossnet_dist.tuning.space.check_space)."""
+    t = cfg.tune
+    if t.scheduler not in TUNE_SCHEDULERS:
+        fail("tune.scheduler", f"must be one of {', '.join(TUNE_SCHEDULERS)}")
+    if t.searcher not in TUNE_SEARCHERS:
+        fail("tune.searcher", f"must be one of {', '.join(TUNE_SEARCHERS)}")
+    if t.mode not in ("min", "max"):
+        fail("tune.mode", "must be min or max")
+    if "/" in t.name or t.name in (".", ".."):
+        fail("tune.name", "must be a plain folder name")
+    for key in ("num_samples", "max_concurrent_trials"):
+        if t[key] < 1:
+            fail(f"tune.{key}", "must be >= 1")
+    if not t.time_budget_s > 0:
+        fail("tune.time_budget_s", "must be > 0 (a campaign always has a time budget)")
+    if not t.trial_cpus >= 0:
+        fail("tune.trial_cpus", "must be >= 0")
+    for key in ("eval_max_images", "asha.grace_period", "asha.max_t"):
+        if OmegaConf.select(t, key) < 0:
+            fail(f"tune.{key}", "must be >= 0")
+    if not t.asha.reduction_factor > 1:
+        fail("tune.asha.reduction_factor", "must be > 1")
+    if t.asha.brackets < 1:
+        fail("tune.asha.brackets", "must be >= 1")
+    _validate_pbt(cfg, fail)
+    for key, spec in t.space.items():
+        where = f"tune.space.{key}"
+
+        def fail(field: str, why: str, spec=spec) -> None:  # noqa: F811 (dotted space keys defeat select)
+            raise ConfigError(f"config key '{field}': {why} (got {spec[field.rsplit('.', 1)[1]]!r})")
+
+        if spec.type not in TUNE_PARAM_TYPES:
+            fail(f"{where}.type", f"must be one of {', '.join(TUNE_PARAM_TYPES)}")
+        if t.searcher == "optuna" and spec.type == "grid":
+            fail(f"{where}.type", "tune.searcher=optuna samples every key: use choice instead of grid")
+        if spec.type in ("choice", "grid"):
+            if not spec["values"]:  # (spec.values is DictConfig.values)
+                fail(f"{where}.values", f"a {spec.type} needs a non-empty list of values")
+            continue
+        if spec.low is None or spec.high is None:
+            fail(f"{where}.low", f"a {spec.type} range needs low and high")
+        if not spec.low < spec.high:
+            fail(f"{where}.high", f"must be > low ({spec.low})")
+        if spec.type == "loguniform" and not spec.low > 0:
+            fail(f"{where}.low", "a loguniform range needs low > 0")
+        if spec.type == "quniform" and not (spec.q or 0) > 0:
+            fail(f"{where}.q", "a quniform range needs a step q > 0")

@@ -1,0 +1,99 @@
+"""Where distributed runs live: a local folder or an S3 prefix, as a pyarrow filesystem.
+
+Ray Train writes each run to `<storage_path>/<run_name>/` (its checkpoints `step_XXXXXXXX/`
+and its own state files); we add `generator.pt` (the serving export) and `tb/` there.
+For `s3://bucket/prefix` the endpoint and keys come from `data.storage` or, when unset, the
+standard AWS_* environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...), so a local S3 server
+on 127.0.0.1 works the same as AWS.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+
+@dataclass
+class RunStorage:
+    url: str  # what users see: /abs/path or s3://bucket/prefix
+    fs_path: str  # the same place as a path inside `filesystem`
+    filesystem: pafs.FileSystem
+
+    @property
+    def ray_storage_path(self) -> str:
+        """For RunConfig(storage_path=..., storage_filesystem=self.filesystem)."""
+        return self.fs_path
+
+    def run_url(self, run_name: str, *parts: str) -> str:
+        return "/".join([self.url.rstrip("/"), run_name, *parts])
+
+    def url_of(self, fs_path: str) -> str:
+        """A path inside `filesystem` as a URL (what dist.init_from and users take)."""
+        return f"s3://{fs_path.lstrip('/')}" if self.url.startswith("s3://") else fs_path
+
+    def run_names(self) -> list[str]:
+        """Run folders under the storage path, oldest name first."""
+        try:
+            infos = self.filesystem.get_file_info(pafs.FileSelector(self.fs_path, allow_not_found=True))
+        except FileNotFoundError:
+            return []
+        return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory and not i.base_name.startswith("."))
+
+    def exists(self, run_name: str) -> bool:
+        info = self.filesystem.get_file_info(f"{self.fs_path.rstrip('/')}/{run_name}")
+        return info.type == pafs.FileType.Directory
+
+
+def s3_filesystem(storage_cfg=None) -> pafs.S3FileSystem:
+    def pick(attr: str, *env: str):
+        value = getattr(storage_cfg, attr, None) if storage_cfg is not None else None
+        for name in env:
+            value = value or os.environ.get(name)
+        return value
+
+    endpoint = pick("endpoint_url", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+    kwargs = {
+        "access_key": pick("key", "AWS_ACCESS_KEY_ID"),
+        "secret_key": pick("secret", "AWS_SECRET_ACCESS_KEY"),
+        "region": pick("region", "AWS_DEFAULT_REGION", "AWS_REGION"),
+    }
+    kwargs = {k: v for k, v in kwargs.items() if v}
+    if endpoint:
+        parsed = urlparse(endpoint)
+        kwargs["endpoint_override"] = parsed.netloc or parsed.path
+        kwargs["scheme"] = parsed.scheme or "https"
+    return pafs.S3FileSystem(**kwargs)
+
+
+def resolve_storage(storage_path: str, storage_cfg=None) -> RunStorage:
+    """A local path (made absolute: Ray needs that) or s3://bucket/prefix."""
+    if storage_path.startswith("s3://"):
+        fs_path = storage_path[len("s3://"):].strip("/")
+        return RunStorage(url=f"s3://{fs_path}", fs_path=fs_path, filesystem=s3_filesystem(storage_cfg))
+    if "://" in storage_path:
+        raise ValueError(f"config key 'dist.storage_path': unsupported scheme in {storage_path!r} (use a path or s3://)")
+    path = str(Path(storage_path).expanduser().resolve())
+    return RunStorage(url=path, fs_path=path, filesystem=pafs.LocalFileSystem())
+
+
+def upload_file(local: str | Path, filesystem: pafs.FileSystem, fs_path: str) -> None:
+    """Copies one local file to `fs_path`; the temporary name is renamed over the final one on
+    local disks, and S3 puts are atomic, so readers never see a partial file."""
+    local = Path(local)
+    parent = fs_path.rsplit("/", 1)[0]
+    filesystem.create_dir(parent, recursive=True)
+    if isinstance(filesystem, pafs.LocalFileSystem):
+        tmp = f"{fs_path}.tmp-{os.getpid()}"
+        pafs.copy_files(str(local), tmp, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=filesystem)
+        filesystem.move(tmp, fs_path)
+    else:
+        pafs.copy_files(str(local), fs_path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=filesystem)
+
+
+def upload_dir(local: str | Path, filesystem: pafs.FileSystem, fs_path: str) -> None:
+    filesystem.create_dir(fs_path, recursive=True)
+    pafs.copy_files(str(local), fs_path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=filesystem)

@@ -1,0 +1,122 @@
+"""The model deployment: loads the serving checkpoint once per replica and translates batches.
+
+Requests arrive as raw PNG/JPEG bytes (already header-checked by the ingress) plus a direction.
+`@serve.batch` gathers up to `serve.max_batch_size` of them (waiting at most
+`serve.batch_wait_timeout_s`); a batch may mix directions and runs one forward per direction.
+Each image is resized to the model's training size, translated, and resized back to its own
+size, so the PNG returned has the input's width and height. A request whose bytes fail to
+decode gets its own 400 result; the rest of its batch is unaffected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from typing import Any
+
+import torch
+from ray import serve
+
+from crossnet_dist.images import encode_png, to_rgb
+from crossnet_dist.training.checkpoint_source import resolve_checkpoint
+from crossnet_dist.serving.loopback import bind_replica_grpc_to_loopback
+from crossnet_dist.serving.requests import RequestRejected, decode_checked
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(device: str, gpus_per_replica: float) -> str:
+    if device == "auto":
+        return "cuda" if gpus_per_replica > 0 and torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"serve.device={device!r} but this replica sees no GPU (set serve.gpus_per_replica)")
+    return device
+
+
+class TranslatorModel:
+    """Deployed by crossnet_dist.serving.app with the options of the `serve:` config section."""
+
+    def __init__(self, checkpoint: str, settings: dict[str, Any]):
+        bind_replica_grpc_to_loopback()
+        start = time.perf_counter()
+        from crossnet_dist.training.checkpoint import load_translator
+
+        self.settings = settings
+        torch.set_num_threads(max(1, int(settings["cpus_per_replica"])))  # no oversubscription beside other replicas
+        self.device = pick_device(settings["device"], settings["gpus_per_replica"])
+        self.source = resolve_checkpoint(checkpoint, settings.get("storage"))
+        try:
+            self.method, self.cfg = load_translator(self.source.local_path, self.device)
+        finally:
+            self.source.discard_copy()
+        self.image_size = int(self.cfg.model.image_size)
+        self.max_pixels = int(settings["max_pixels"])
+        self.batching = settings["max_batch_size"] > 1
+        self._forward_lock = threading.Lock()  # one forward at a time per replica (batching off runs in threads)
+        self.translate_batch.set_max_batch_size(int(settings["max_batch_size"]))
+        self.translate_batch.set_batch_wait_timeout_s(float(settings["batch_wait_timeout_s"]))
+        self.replica = _replica_id()
+        self.load_s = time.perf_counter() - start
+        log.info("replica %s loaded %s (%s) on %s in %.2fs", self.replica, self.source.url, self.cfg.method,
+                 self.device, self.load_s)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "method": self.cfg.method,
+            "checkpoint": self.source.url,
+            "image_size": self.image_size,
+            "directions": ["a2b", "b2a"],
+            "device": self.device,
+            "best_pointer": self.source.pointer,
+            "replica": self.replica,
+            "load_s": self.load_s,
+        }
+
+    async def translate(self, data: bytes, direction: str) -> dict[str, Any]:
+        """One request: {"png": bytes} or {"status": 4xx, "error": ..., "detail": ...}, plus batch facts."""
+        if self.batching:
+            return await self.translate_batch(data, direction)
+        return (await asyncio.to_thread(self._run, [data], [direction]))[0]
+
+    # The decorator's limits are placeholders: __init__ sets them from the config.
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
+    async def translate_batch(self, datas: list[bytes], directions: list[str]) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self._run, datas, directions)
+
+    def _run(self, datas: list[bytes], directions: list[str]) -> list[dict[str, Any]]:
+        from crossnet_dist.translate import translate_images
+
+        results: list[dict[str, Any]] = [{} for _ in datas]
+        by_direction: dict[str, list[tuple[int, Any]]] = {}
+        for i, (data, direction) in enumerate(zip(datas, directions)):
+            try:
+                image = to_rgb(decode_checked(data, self.max_pixels))
+            except RequestRejected as err:  # this request's own 4xx; its batch goes on without it
+                results[i] = {"status": err.status, **err.body()}
+                continue
+            by_direction.setdefault(direction, []).append((i, image))
+        start = time.perf_counter()
+        with self._forward_lock:
+            for direction, items in by_direction.items():
+                outputs = translate_images(self.method, [im for _, im in items], direction, self.image_size, self.device)
+                for (i, _), out in zip(items, outputs):
+                    results[i] = {"png": out}
+        forward_s = time.perf_counter() - start
+        first = True
+        for result in results:
+            if "png" in result:
+                result["png"] = encode_png(result["png"])
+                if first:  # the batch is reported once, with its first successful request
+                    result.update(batch_size=len(datas), forward_s=forward_s)
+                    first = False
+            result.update(replica=self.replica, load_s=self.load_s)
+        return results
+
+
+def _replica_id() -> str:
+    try:
+        return serve.get_replica_context().replica_id.unique_id
+    except Exception:  # noqa: BLE001 - outside a replica (unit use)
+        return "local"
