@@ -84,6 +84,13 @@ def test_a_yaml_file_that_is_not_a_config_mapping_names_the_file(tmp_path, text,
         load_config(bad)
 
 
+def test_a_packaged_config_is_found_by_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no jobs/configs/ here
+    assert load_config("unit").method == "unit" and load_config("emoji.yaml").model.image_size == 32
+    with pytest.raises(ConfigError, match=r"config file not found: nope \(packaged configs: cascaded, crossnet"):
+        load_config("nope")
+
+
 def test_malformed_override_and_missing_file():
     with pytest.raises(ConfigError, match="key=value"):
         load_config(None, ["optim.lr"])

@@ -55,5 +55,8 @@ def test_the_wheel_installs_and_runs_without_the_source_tree(tmp_path):
     where = run(python, "-c", "import importlib, sys; mods = sys.argv[1:]; [importlib.import_module(m) for m in mods]; "
                 "import crossnet_dist; print(crossnet_dist.__file__)", *subpackages())
     assert str(venv) in where and str(REPO) not in where
+    packaged = run(python, "-c", "from crossnet_dist.config import load_config; c = load_config('emoji'); "
+                   "print(c.method, c.model.image_size)")
+    assert packaged.split() == ["crossnet", "32"]  # a packaged config by name, from any folder
     assert "index.html" in run(python, "-c", "import importlib.resources as r; "
                                "print(sorted(p.name for p in r.files('crossnet_dist.serving').joinpath('static').iterdir()))")

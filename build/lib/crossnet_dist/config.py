@@ -337,9 +337,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     """Defaults <- YAML file <- dotted overrides, then `validate`."""
     cfg = OmegaConf.structured(Config)
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
+        path = resolve_config_path(path)
         try:
             loaded = OmegaConf.load(path)
         except yaml.YAMLError as err:
@@ -366,6 +364,23 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     apply_method_defaults(cfg)
     validate(cfg)
     return cfg
+
+
+def packaged_configs() -> dict[str, Path]:
+    """name -> path of the YAML configs shipped in crossnet_dist/configs/."""
+    folder = Path(__file__).resolve().parent / "configs"
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """A YAML file path, or the name of a packaged config (`crossnet`, `emoji.yaml`)."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    packaged = packaged_configs()
+    if path.parent == Path(".") and path.name.removesuffix(".yaml") in packaged:
+        return packaged[path.name.removesuffix(".yaml")]
+    raise ConfigError(f"config file not found: {path} (packaged configs: {', '.join(packaged)})")
 
 
 def apply_method_defaults(cfg: DictConfig) -> None:
