@@ -75,3 +75,22 @@ def test_one_rank_zero0_skips_the_all_reduce_and_steps_like_plain_adam(one_rank_
     assert deepspeed.keys() == plain.keys()
     for key in plain:
         assert torch.equal(deepspeed[key], plain[key]), key
+
+
+def test_known_harmless_third_party_warnings_are_quiet_unless_asked_for(monkeypatch):
+    import warnings
+
+    from crossnet_dist.distributed.worker import SHOW_WARNINGS_ENV, quiet_known_warnings
+
+    message = "`torch.distributed.all_gather_into_tensor` is deprecated. Please use ..."
+    for shown, env in ((False, None), (True, "1")):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if env is None:
+                monkeypatch.delenv(SHOW_WARNINGS_ENV, raising=False)
+            else:
+                monkeypatch.setenv(SHOW_WARNINGS_ENV, env)
+            quiet_known_warnings()
+            warnings.warn(message, FutureWarning)
+            warnings.warn("a real problem", UserWarning)  # never hidden
+        assert [str(w.message) for w in caught] == ([message] if shown else []) + ["a real problem"]

@@ -17,6 +17,7 @@ import shutil
 import signal
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -378,7 +379,22 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     """The Ray Train entry point (`TorchTrainer(train_loop_per_worker, train_loop_config=...)`)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     _quiet_report_echo()
+    quiet_known_warnings()
     return WorkerLoop(config).run()
+
+
+SHOW_WARNINGS_ENV = "CROSSNET_SHOW_THIRD_PARTY_WARNINGS"
+# Third-party warnings known to be harmless here, printed once per worker per run otherwise: DeepSpeed
+# (0.19) gathers ZeRO partitions with the deprecated torch.distributed.all_gather_into_tensor.
+KNOWN_HARMLESS_WARNINGS = ((FutureWarning, r"`torch\.distributed\.all_gather_into_tensor` is deprecated"),)
+
+
+def quiet_known_warnings() -> None:
+    """Silences KNOWN_HARMLESS_WARNINGS in this process, unless CROSSNET_SHOW_THIRD_PARTY_WARNINGS=1."""
+    if os.environ.get(SHOW_WARNINGS_ENV, "") not in ("", "0"):
+        return
+    for category, message in KNOWN_HARMLESS_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
 
 
 def _quiet_report_echo() -> None:
