@@ -80,7 +80,7 @@ def test_one_rank_zero0_skips_the_all_reduce_and_steps_like_plain_adam(one_rank_
 def test_known_harmless_third_party_warnings_are_quiet_unless_asked_for(monkeypatch):
     import warnings
 
-    from crossnet_dist.distributed.worker import SHOW_WARNINGS_ENV, quiet_known_warnings
+    from crossnet_dist.distributed.quiet import SHOW_WARNINGS_ENV, quiet_known_warnings
 
     message = "`torch.distributed.all_gather_into_tensor` is deprecated. Please use ..."
     for shown, env in ((False, None), (True, "1")):

@@ -17,7 +17,6 @@ import shutil
 import signal
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,6 +30,7 @@ from crossnet_dist.training.checkpoint import atomic_save
 from crossnet_dist.training.ema import build_ema
 from crossnet_dist.training.loss_window import LossWindow
 from crossnet_dist.training.seed import seed_everything
+from crossnet_dist.distributed.quiet import quiet_known_warnings, quiet_report_echo
 from crossnet_dist.training.divergence import NEVER, FiniteGate, NonFiniteWatch, diverged
 from crossnet_dist.training.step import step_batches, train_step
 
@@ -378,28 +378,6 @@ def memory_of(group, prefix: str) -> dict[str, float]:
 def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     """The Ray Train entry point (`TorchTrainer(train_loop_per_worker, train_loop_config=...)`)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    _quiet_report_echo()
+    quiet_report_echo()
     quiet_known_warnings()
     return WorkerLoop(config).run()
-
-
-SHOW_WARNINGS_ENV = "CROSSNET_SHOW_THIRD_PARTY_WARNINGS"
-# Third-party warnings known to be harmless here, printed once per worker per run otherwise: DeepSpeed
-# (0.19) gathers ZeRO partitions with the deprecated torch.distributed.all_gather_into_tensor.
-KNOWN_HARMLESS_WARNINGS = ((FutureWarning, r"`torch\.distributed\.all_gather_into_tensor` is deprecated"),)
-
-
-def quiet_known_warnings() -> None:
-    """Silences KNOWN_HARMLESS_WARNINGS in this process, unless CROSSNET_SHOW_THIRD_PARTY_WARNINGS=1."""
-    if os.environ.get(SHOW_WARNINGS_ENV, "") not in ("", "0"):
-        return
-    for category, message in KNOWN_HARMLESS_WARNINGS:
-        warnings.filterwarnings("ignore", message=message, category=category)
-
-
-def _quiet_report_echo() -> None:
-    """Ray Train logs every report's full metrics dict at INFO from each worker; the driver's
-    progress lines already show them, so keep only its warnings."""
-    from ray.train.v2._internal.execution import context
-
-    logging.getLogger(context.__file__).setLevel(logging.WARNING)
