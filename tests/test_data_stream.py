@@ -145,15 +145,18 @@ def test_corrupt_objects_are_skipped_counted_and_named(s3_prefix, s3_storage):
 
 
 def test_missing_or_empty_prefix_fails_at_construction_naming_the_url(s3_prefix, s3_storage, tmp_path):
-    with pytest.raises(DatasetError, match=f"{s3_prefix}/nothing-here/trainA: no images found \\(missing or empty\\)"):
+    with pytest.raises(DatasetError, match=f"data root {s3_prefix}/nothing-here does not exist"):
         UnpairedImageStream(f"{s3_prefix}/nothing-here", s3_storage, image_size=SIZE, load_size=SIZE)
     write_items([("trainA/notes.txt", b"hello"), ("trainB/000.png", solid_png(0, "B"))], s3_prefix, s3_storage)
     with pytest.raises(DatasetError, match=f"{s3_prefix}/trainA: no images found \\(1 objects, none of them images\\)"):
         UnpairedImageStream(s3_prefix, s3_storage, image_size=SIZE, load_size=SIZE)
-    with pytest.raises(DatasetError, match="s3://no-such-bucket-for-crossnet/x/trainA"):
+    with pytest.raises(DatasetError, match="data root s3://no-such-bucket-for-crossnet/x does not exist"):
         UnpairedImageStream("s3://no-such-bucket-for-crossnet/x", s3_storage, image_size=SIZE, load_size=SIZE)
-    with pytest.raises(DatasetError, match=str(tmp_path / "absent" / "trainA")):
+    with pytest.raises(DatasetError, match=f"data root {tmp_path / 'absent'} does not exist"):
         UnpairedImageStream(str(tmp_path / "absent"), image_size=SIZE, load_size=SIZE)
+    (tmp_path / "only_a" / "trainA").mkdir(parents=True)  # the root exists: the empty folder is named
+    with pytest.raises(DatasetError, match=f"{tmp_path / 'only_a' / 'trainA'}: no images found \\(missing or empty\\)"):
+        UnpairedImageStream(str(tmp_path / "only_a"), image_size=SIZE, load_size=SIZE)
 
 
 def test_eval_loader_reads_each_test_image_once_in_sorted_order(equal_set, s3_storage):
