@@ -14,9 +14,6 @@ from typing import Any
 
 _EXPORTS = {
     "DataStats": "crossnet_dist.data.stats",
-    "IMAGES_READ": "crossnet_dist.data.stats",
-    "IMAGES_SKIPPED": "crossnet_dist.data.stats",
-    "STORAGE_RETRIES": "crossnet_dist.data.stats",
     "DatasetError": "crossnet_dist.data.errors",
     "StreamingLoader": "crossnet_dist.data.loaders",
     "build_eval_loader": "crossnet_dist.data.loaders",

@@ -7,7 +7,7 @@ from typing import Any, Iterator
 
 from torch.utils.data import DataLoader
 
-from crossnet_dist.data.stats import DataStats, record_metrics
+from crossnet_dist.data.stats import DataStats
 from crossnet_dist.data.streams import ImageFolderStream, UnpairedImageStream
 
 
@@ -35,7 +35,6 @@ class StreamingLoader(DataLoader):
             gc.collect()
         for batch in super().__iter__():
             self.stats.add(batch["stats"])
-            record_metrics(batch["stats"])
             yield batch
 
     def set_epoch(self, epoch: int, start_index: int = 0) -> None:

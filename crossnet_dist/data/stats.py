@@ -2,18 +2,13 @@
 
 DataLoader workers are separate processes, so each batch carries the counts of the work
 that produced it (`batch["stats"]`, a DataStats delta); the loader (StreamingLoader) adds
-them up in the training process, into `loader.stats` and the Prometheus counters below.
+them up in the training process, into `loader.stats`. The trainers log them as data/* metrics;
+the distributed one also exports them to Prometheus (ray_crossnet_data_*, distributed/telemetry.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-
-from prometheus_client import Counter
-
-IMAGES_READ = Counter("crossnet_data_images_read", "Images read and decoded by the data loaders of this process")
-IMAGES_SKIPPED = Counter("crossnet_data_images_skipped", "Corrupt, missing or unreadable images skipped by the data loaders")
-STORAGE_RETRIES = Counter("crossnet_data_storage_retries", "Object reads repeated after a transient storage error")
 
 MAX_LISTED_SKIPS = 20  # skipped objects listed by name in a DataStats; the count has them all
 
@@ -55,10 +50,3 @@ class DataStats:
             f"{prefix}storage_retries": float(self.retries),
             f"{prefix}bytes_read": float(self.bytes_read),
         }
-
-
-def record_metrics(stats: DataStats) -> None:
-    """Adds a batch's counts to this process's Prometheus counters."""
-    IMAGES_READ.inc(stats.images_read)
-    IMAGES_SKIPPED.inc(stats.images_skipped)
-    STORAGE_RETRIES.inc(stats.retries)

@@ -21,6 +21,10 @@ _GAUGES = {
     "progress/step": ("crossnet_train_step", "Training steps done"),
     "fault/lost_steps": ("crossnet_train_lost_steps", "Steps redone after worker failures"),
     "fault/restarts": ("crossnet_train_restarts", "Worker-group restarts after failures"),
+    # the data loaders' counters, summed over the workers since this worker group started
+    "data/images_read": ("crossnet_data_images_read", "Images read and decoded by the training data loaders"),
+    "data/images_skipped": ("crossnet_data_images_skipped", "Corrupt, missing or unreadable images skipped"),
+    "data/storage_retries": ("crossnet_data_storage_retries", "Object reads repeated after a transient storage error"),
 }
 
 
