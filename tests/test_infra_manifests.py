@@ -145,3 +145,5 @@ def test_monitors_select_the_pods_and_service_the_manifests_create():
     serve_service = documents("rayservice.yaml")[0]["spec"]["serveService"]
     assert service_monitor["spec"]["selector"]["matchLabels"].items() <= serve_service["metadata"]["labels"].items()
     assert service_monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    for monitor in (pod_monitor, service_monitor):  # what kube-prometheus-stack's Prometheus selects on
+        assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"

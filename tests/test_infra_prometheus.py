@@ -59,3 +59,16 @@ def test_dashboard_queries_name_exported_metrics():
     assert any(name.startswith("crossnet_serve") for name in used)
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
+
+
+def test_the_dashboard_resolves_its_data_source_when_provisioned_from_file():
+    import yaml
+
+    dashboard = json.loads((REPO / "infra" / "grafana" / "crossnet-dashboard.json").read_text())
+    assert "__inputs" not in dashboard  # import-time inputs are not substituted by file provisioning
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["DS_PROMETHEUS"]["type"] == "datasource" and variables["DS_PROMETHEUS"]["query"] == "prometheus"
+    uids = {t["datasource"]["uid"] for p in dashboard["panels"] for t in p.get("targets", [])}
+    assert uids == {"${DS_PROMETHEUS}"}
+    provider = yaml.safe_load((REPO / "infra" / "grafana" / "provisioning" / "crossnet-dashboards.yaml").read_text())
+    assert provider["apiVersion"] == 1 and provider["providers"][0]["type"] == "file"
