@@ -6,8 +6,10 @@
 
 runtime_env: `working_dir` ships this repository to every node (it is put first on sys.path, so
 `crossnet_dist` is the submitted code; .gitignore'd paths are not uploaded, so list the big local
-folders in `excludes` anyway); the cluster's Python must already have the pinned stack
-(requirements.txt) installed. Put storage credentials in `env_vars` (AWS_ACCESS_KEY_ID, ...,
+folders in `excludes` anyway); the cluster's Python must have the pinned stack
+(requirements.txt): the job checks that first and says how to fix it (start the cluster from the
+project's environment; or `--runtime-env-json '{"pip": "requirements.txt", ...}'` on a bare Ray cluster,
+which installs the stack on every node for the job; or the project's image). Put storage credentials in `env_vars` (AWS_ACCESS_KEY_ID, ...,
 AWS_ENDPOINT_URL for a non-AWS S3) or, better, in the nodes' environment/instance roles.
 The job's driver connects to the cluster through RAY_ADDRESS, which `ray job submit` sets;
 `--resume RUN` continues a stopped run.
@@ -15,7 +17,10 @@ The job's driver connects to the cluster through RAY_ADDRESS, which `ray job sub
 
 import sys
 
-from crossnet_dist.cli import main
+from crossnet_dist.environment import require_stack
 
 if __name__ == "__main__":
+    require_stack("train")  # the cluster's Python may lack the stack: say so in one line
+    from crossnet_dist.cli import main
+
     sys.exit(main(["train", *sys.argv[1:]]))

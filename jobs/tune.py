@@ -11,7 +11,10 @@ folder. `--resume NAME` continues a stopped campaign (e.g. after the job was sto
 
 import sys
 
-from crossnet_dist.cli import main
+from crossnet_dist.environment import require_stack
 
 if __name__ == "__main__":
+    require_stack("tune")  # the cluster's Python may lack the stack: say so in one line
+    from crossnet_dist.cli import main
+
     sys.exit(main(["tune", *sys.argv[1:]]))

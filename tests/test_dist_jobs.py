@@ -115,3 +115,23 @@ def test_a_job_submitted_with_the_job_sdk_trains_2_workers_zero2_from_s3_and_log
 
     method, cfg = load_translator(tmp_path / "generator.pt")
     assert cfg.dist.zero_stage == 2 and cfg.model.image_size == 32
+
+
+def test_a_job_on_a_python_without_the_stack_fails_in_one_line_naming_what_is_missing(tmp_path):
+    """The job's driver runs in the cluster's Python: here the interpreter this project's venv was made
+    from, which has none of the stack (as a `ray start` outside the venv would)."""
+    import sysconfig
+
+    base = Path(sys.base_prefix) / "bin" / f"python{sysconfig.get_python_version()}"
+    probe = subprocess.run([str(base), "-c", "import importlib.util as u; print(u.find_spec('omegaconf') is None)"],
+                           capture_output=True, text=True)
+    if probe.stdout.strip() != "True":
+        pytest.skip(f"{base} has the stack installed: no bare interpreter to test with")
+    for job in ("train", "tune"):
+        result = subprocess.run([str(base), f"jobs/{job}.py", "jobs/configs/tiny_dist.yaml"], cwd=REPO,
+                                env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO)},
+                                capture_output=True, text=True, timeout=60)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
+        assert lines[0].startswith(f"crossnet {job} job: error: this Python ({base}) cannot run crossnet-dist")
+        assert "omegaconf" in lines[0] and "torch" in lines[0] and '"pip": "requirements.txt"' in lines[0]
