@@ -101,7 +101,6 @@ def test_zero_0_2_3_across_two_nodes_killed_worker_sharded_state_metrics_and_exp
     # rank 0's Prometheus gauges (ray.util.metrics) are exported by the nodes' Ray metrics agents
     text = prometheus_text("zero3")
     assert 'ray_crossnet_train_step{' in text and 'term="cross_identity"' in text, text[-2000:]
-    assert 'ray_crossnet_data_images_read{' in text, text[-2000:]  # the loaders' counters are served too
 
     x = tiny_batches(1)[0]["a"]
     reference = flat(serving_weights(zero0))

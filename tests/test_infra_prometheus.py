@@ -72,3 +72,13 @@ def test_the_dashboard_resolves_its_data_source_when_provisioned_from_file():
     assert uids == {"${DS_PROMETHEUS}"}
     provider = yaml.safe_load((REPO / "infra" / "grafana" / "provisioning" / "crossnet-dashboards.yaml").read_text())
     assert provider["apiVersion"] == 1 and provider["providers"][0]["type"] == "file"
+
+
+def test_the_data_loader_counters_are_exported_gauges():
+    from crossnet_dist.data.stats import DataStats
+    from crossnet_dist.distributed.telemetry import _GAUGES
+
+    counters = set(DataStats().as_metrics("data/")) - {"data/bytes_read"}
+    assert counters <= set(_GAUGES)  # the worker's data/* metrics go out as ray_crossnet_data_*
+    assert {_GAUGES[k][0] for k in counters} == {"crossnet_data_images_read", "crossnet_data_images_skipped",
+                                                 "crossnet_data_storage_retries"}
