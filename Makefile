@@ -13,7 +13,7 @@ export DS_ACCELERATOR ?= cpu
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER ?= 0
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: setup system-packages test demo bench bench-train bench-serve bench-quality audit clean
+.PHONY: setup setup-runtime system-packages test demo bench bench-train bench-serve bench-quality audit clean
 
 setup: $(STAMP) $(EMOJI_TARBALLS) system-packages
 
@@ -35,6 +35,13 @@ $(STAMP): requirements.txt requirements-test.txt pyproject.toml
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e . 2>&1 | sed '/^WARNING: Location/d'
 	$(BIN)/python -c "import torch, torchvision, ray, deepspeed, s3fs, omegaconf, prometheus_client, crossnet_dist"
 	touch $(STAMP)
+
+# A cluster node: the runtime stack and the package only (no test tools, no browser, no Prometheus).
+setup-runtime:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -r requirements.txt 2>&1 | sed '/^WARNING: Location/d'
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e . 2>&1 | sed '/^WARNING: Location/d'
+	$(BIN)/python -c "import torch, torchvision, ray, deepspeed, s3fs, omegaconf, prometheus_client, crossnet_dist"
 
 # A package install (npm pack), not a run-time download; without npm only `emoji` is unavailable.
 $(EMOJI_TARBALLS): | $(STAMP)
