@@ -1,1 +1,0 @@
-"""crossnet-dist: distributed unpaired image-to-image translation."""

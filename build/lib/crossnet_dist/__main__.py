@@ -1,5 +1,0 @@
-import sys
-
-from crossnet_dist.cli import main
-
-sys.exit(main())
