@@ -1,0 +1,276 @@
+"""Value checks of a loaded config (`validate`): ranges, choices, and the rules between keys. Every
+error is a ConfigError naming the offending key. Kept apart from the schema (crossnet_dist/config.py)."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A configuration key is unknown, mistyped or out of range; the message names the key."""
+
+
+def _float_leaves(node, prefix: str = ""):
+    """(dotted key, value) of every float in the config, lists of specs included."""
+    items = node.items() if isinstance(node, DictConfig) else enumerate(node)
+    for key, value in items:
+        name = f"{prefix}{key}"
+        if isinstance(value, (DictConfig, ListConfig)):
+            yield from _float_leaves(value, name + ".")
+        elif isinstance(value, float):
+            yield name, value
+
+
+def validate(cfg: DictConfig) -> None:
+    def fail(key: str, why: str) -> None:
+        raise ConfigError(f"config key '{key}': {why} (got {OmegaConf.select(cfg, key)!r})")
+
+    from crossnet_dist.methods import METHODS
+
+    if cfg.method not in METHODS:
+        fail("method", f"must be one of {', '.join(sorted(METHODS))}")
+    for key, value in _float_leaves(cfg):
+        if not math.isfinite(value):
+            fail(key, "must be a finite number")
+    if not str(cfg.data.root).strip():
+        fail("data.root", "must name the dataset folder or s3:// URL (an empty one would mean the working directory)")
+
+    positive = [
+        "model.image_size", "model.in_channels", "model.gen_channels", "model.disc_channels",
+        "data.load_size", "data.batch_size", "data.read_ahead", "optim.lr", "train.log_every",
+        "train.sample_every", "train.checkpoint_every",
+    ]
+    non_negative = [
+        "model.n_downsampling", "model.n_encoder_blocks", "model.n_translator_blocks",
+        "model.disc_layers", "optim.n_epochs", "optim.n_epochs_decay", "optim.pool_size",
+        "data.num_workers", "data.max_images", "data.storage.retries", "data.storage.retry_backoff_s",
+        "data.storage.retry_budget_s",
+        "train.max_steps", "train.keep_checkpoints",
+    ]
+    for key in positive:
+        if not OmegaConf.select(cfg, key) > 0:
+            fail(key, "must be > 0")
+    for key in non_negative:
+        if OmegaConf.select(cfg, key) < 0:
+            fail(key, "must be >= 0")
+    for section in cfg.loss:
+        for name, value in cfg.loss[section].items():
+            if value < 0:
+                fail(f"loss.{section}.{name}", "loss weights must be >= 0")
+    for key in ("optim.beta1", "optim.beta2"):
+        if not 0.0 <= OmegaConf.select(cfg, key) < 1.0:
+            fail(key, "must be in [0, 1)")
+    if cfg.optim.n_epochs + cfg.optim.n_epochs_decay == 0:
+        fail("optim.n_epochs", "optim.n_epochs + optim.n_epochs_decay must be > 0")
+    from crossnet_dist.networks.generator import UPSAMPLE_KINDS
+    from crossnet_dist.networks.init import INIT_KINDS
+
+    if cfg.model.init not in INIT_KINDS:
+        fail("model.init", f"must be one of {', '.join(INIT_KINDS)}")
+    if not cfg.model.init_gain > 0:
+        fail("model.init_gain", "must be > 0")
+    if cfg.model.upsample not in UPSAMPLE_KINDS:
+        fail("model.upsample", f"must be one of {', '.join(UPSAMPLE_KINDS)}")
+    if not 0.0 <= cfg.train.ema_decay < 1.0:
+        fail("train.ema_decay", "must be in [0, 1) (0 = off)")
+    from crossnet_dist.training.divergence import NONFINITE_MODES
+
+    if cfg.train.nonfinite not in NONFINITE_MODES:
+        fail("train.nonfinite", f"must be one of {', '.join(NONFINITE_MODES)}")
+    if cfg.train.nonfinite_max_skips < 1:
+        fail("train.nonfinite_max_skips", "must be >= 1")
+    _validate_methods(cfg, fail)
+    _validate_dist(cfg, fail)
+    _validate_serve(cfg, fail)
+    _validate_tune(cfg, fail)
+    if cfg.data.load_size < cfg.model.image_size:
+        fail("data.load_size", f"must be >= model.image_size ({cfg.model.image_size})")
+
+    from crossnet_dist.networks.shapes import ImageSizeError, check_image_size
+
+    try:
+        check_image_size(cfg.model.image_size, cfg.model.image_size, cfg.model)
+    except ImageSizeError as err:
+        fail("model.image_size", str(err))
+
+
+def _validate_methods(cfg: DictConfig, fail) -> None:
+    """Options of the unit / xgan / cascaded methods (checked whatever the method, as they are typed)."""
+    m = cfg.model
+    if not 0 <= m.unit.shared_layers <= m.n_encoder_blocks:
+        fail("model.unit.shared_layers", f"must be in [0, model.n_encoder_blocks={m.n_encoder_blocks}]")
+    for key in ("enc_channels", "embedding_dim", "disc_channels", "dann_hidden"):
+        if m.xgan[key] < 1:
+            fail(f"model.xgan.{key}", "must be >= 1")
+    c = m.cascaded
+    if c.train_level not in (0, 1, 2, 3, 4, 5):
+        fail("model.cascaded.train_level", "must be 5..1 (a translator level) or 0 (the inversion networks)")
+    if c.finest_level not in (1, 2, 3, 4, 5):
+        fail("model.cascaded.finest_level", "must be in 1..5")
+    if c.train_level and c.train_level < c.finest_level:
+        fail("model.cascaded.train_level", f"must be >= model.cascaded.finest_level ({c.finest_level}) or 0")
+    for key in ("max_channels", "adain_hidden", "critic_steps", "stats_batches"):
+        if c[key] < 1:
+            fail(f"model.cascaded.{key}", "must be >= 1")
+    if cfg.method == "xgan":
+        size = m.image_size
+        if size < 32 or size & (size - 1):
+            fail("model.image_size", "xgan needs a power of two >= 32 (conv blocks halve it down to 4x4)")
+        if cfg.loss.xgan.teach > 0 and m.xgan.embedding_dim != 1280:
+            fail("model.xgan.embedding_dim", "must be 1280 (the EfficientNet-Lite0 teacher's width) when loss.xgan.teach > 0")
+    if cfg.method == "cascaded" and (m.image_size % 16 or m.image_size < 32):
+        fail("model.image_size", "cascaded needs a multiple of 16 >= 32 (conv5_1 is 1/16 of the image)")
+
+
+_PLACEMENT = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
+
+
+def _validate_dist(cfg: DictConfig, fail) -> None:
+    d = cfg.dist
+    if d.num_workers < 1:
+        fail("dist.num_workers", "must be >= 1")
+    if d.cpus_per_worker < 0:
+        fail("dist.cpus_per_worker", "must be >= 0")
+    if d.zero_stage not in (0, 1, 2, 3):
+        fail("dist.zero_stage", "must be one of 0, 1, 2, 3")
+    if d.placement_strategy not in _PLACEMENT:
+        fail("dist.placement_strategy", f"must be one of {', '.join(_PLACEMENT)}")
+    for key in ("zero3_persistence_threshold", "grad_clip", "checkpoint_every", "keep_checkpoints", "fail_at_step"):
+        if d[key] < 0:
+            fail(f"dist.{key}", "must be >= 0")
+    if d.grad_accumulation < 1:
+        fail("dist.grad_accumulation", "must be >= 1")
+    if d.checkpoint_every == 0:
+        fail("dist.checkpoint_every", "must be > 0")
+    if d.max_failures < -1:
+        fail("dist.max_failures", "must be >= -1 (-1 = retry forever)")
+    if not d.storage_path:
+        fail("dist.storage_path", "must be a local path or s3://bucket/prefix")
+    if "/" in d.run_name or d.run_name in (".", ".."):
+        fail("dist.run_name", "must be a plain folder name")
+    if ":" not in d.loader:
+        fail("dist.loader", "must be 'module:function'")
+    if cfg.train.compile and d.zero_stage == 3:
+        fail("train.compile", "not with dist.zero_stage=3: ZeRO-3 gathers each module's parameters in hooks "
+             "around its forward, which compiled graphs would bypass; use ZeRO 0-2")
+    if cfg.train.ema_decay and d.zero_stage == 3:
+        fail("train.ema_decay", "not with dist.zero_stage=3 (each rank holds only a shard of the weights to average); "
+             "use ZeRO 0-2")
+    if "://" in d.init_from and not d.init_from.startswith("s3://"):
+        fail("dist.init_from", "must be a path or an s3:// URL of a run's step_XXXXXXXX checkpoint")
+    if d.fail_at_step and not 0 <= d.fail_rank < d.num_workers:
+        fail("dist.fail_rank", f"must be a worker rank in [0, {d.num_workers})")
+
+
+_SERVE_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def _validate_serve(cfg: DictConfig, fail) -> None:
+    s = cfg.serve
+    if not s.host:
+        fail("serve.host", "must be an address, e.g. 127.0.0.1")
+    if not 0 <= s.port <= 65535:
+        fail("serve.port", "must be in [0, 65535]")
+    for key in ("replicas", "max_replicas", "max_ongoing_requests", "max_batch_size", "max_body_bytes", "max_pixels",
+                "max_header_bytes"):
+        if s[key] < 1:
+            fail(f"serve.{key}", "must be >= 1")
+    if not s.body_timeout_s > 0:
+        fail("serve.body_timeout_s", "must be > 0")
+    if s.min_replicas < 0:
+        fail("serve.min_replicas", "must be >= 0")
+    if s.min_replicas > s.max_replicas:
+        fail("serve.min_replicas", f"must be <= serve.max_replicas ({s.max_replicas})")
+    if not s.target_ongoing_requests > 0:
+        fail("serve.target_ongoing_requests", "must be > 0")
+    if s.max_queued_requests < -1 or s.max_queued_requests == 0:
+        fail("serve.max_queued_requests", "must be >= 1, or -1 for no limit")
+    if s.max_ongoing_requests < s.max_batch_size:
+        fail("serve.max_ongoing_requests", f"must be >= serve.max_batch_size ({s.max_batch_size}) or batches never fill")
+    if s.batch_wait_timeout_s < 0:
+        fail("serve.batch_wait_timeout_s", "must be >= 0")
+    if not _SERVE_DEVICE.match(s.device):
+        fail("serve.device", "must be auto, cpu, cuda or cuda:N")
+    for key in ("cpus_per_replica", "gpus_per_replica"):
+        if s[key] < 0:
+            fail(f"serve.{key}", "must be >= 0")
+    if s.token is not None and not s.token.strip():
+        fail("serve.token", "must be a non-empty string or unset")
+
+
+TUNE_SCHEDULERS = ("asha", "pbt", "fifo")
+TUNE_SEARCHERS = ("random", "optuna")
+TUNE_PARAM_TYPES = ("uniform", "loguniform", "quniform", "randint", "choice", "grid")
+
+
+def _validate_pbt(cfg: DictConfig, fail) -> None:
+    t, p = cfg.tune, cfg.tune.pbt
+    for key in ("perturbation_interval", "burn_in"):
+        if p[key] < 0:
+            fail(f"tune.pbt.{key}", "must be >= 0")
+    if p.perturbation_interval % cfg.dist.checkpoint_every:
+        fail("tune.pbt.perturbation_interval",
+             f"must be a multiple of dist.checkpoint_every ({cfg.dist.checkpoint_every}): trials are compared "
+             "and cloned at checkpoints")
+    if not 0 < p.quantile_fraction <= 0.5:
+        fail("tune.pbt.quantile_fraction", "must be in (0, 0.5]")
+    if not 0 <= p.resample_probability <= 1:
+        fail("tune.pbt.resample_probability", "must be in [0, 1]")
+    if len(p.perturbation_factors) != 2 or not all(f > 0 for f in p.perturbation_factors):
+        fail("tune.pbt.perturbation_factors", "must be two factors > 0, e.g. [1.2, 0.8]")
+    if t.scheduler == "pbt" and t.searcher != "random":
+        fail("tune.searcher", "tune.scheduler=pbt explores by itself: use searcher=random")
+
+
+def _validate_tune(cfg: DictConfig, fail) -> None:
+    """The `tune:` section's own values; `crossnet tune` also checks that every searched key
+    exists and every value is valid there (crossnet_dist.tuning.space.check_space)."""
+    t = cfg.tune
+    if t.scheduler not in TUNE_SCHEDULERS:
+        fail("tune.scheduler", f"must be one of {', '.join(TUNE_SCHEDULERS)}")
+    if t.searcher not in TUNE_SEARCHERS:
+        fail("tune.searcher", f"must be one of {', '.join(TUNE_SEARCHERS)}")
+    if t.mode not in ("min", "max"):
+        fail("tune.mode", "must be min or max")
+    if "/" in t.name or t.name in (".", ".."):
+        fail("tune.name", "must be a plain folder name")
+    for key in ("num_samples", "max_concurrent_trials"):
+        if t[key] < 1:
+            fail(f"tune.{key}", "must be >= 1")
+    if not t.time_budget_s > 0:
+        fail("tune.time_budget_s", "must be > 0 (a campaign always has a time budget)")
+    if not t.trial_cpus >= 0:
+        fail("tune.trial_cpus", "must be >= 0")
+    for key in ("eval_max_images", "asha.grace_period", "asha.max_t"):
+        if OmegaConf.select(t, key) < 0:
+            fail(f"tune.{key}", "must be >= 0")
+    if not t.asha.reduction_factor > 1:
+        fail("tune.asha.reduction_factor", "must be > 1")
+    if t.asha.brackets < 1:
+        fail("tune.asha.brackets", "must be >= 1")
+    _validate_pbt(cfg, fail)
+    for key, spec in t.space.items():
+        where = f"tune.space.{key}"
+
+        def fail(field: str, why: str, spec=spec) -> None:  # noqa: F811 (dotted space keys defeat select)
+            raise ConfigError(f"config key '{field}': {why} (got {spec[field.rsplit('.', 1)[1]]!r})")
+
+        if spec.type not in TUNE_PARAM_TYPES:
+            fail(f"{where}.type", f"must be one of {', '.join(TUNE_PARAM_TYPES)}")
+        if t.searcher == "optuna" and spec.type == "grid":
+            fail(f"{where}.type", "tune.searcher=optuna samples every key: use choice instead of grid")
+        if spec.type in ("choice", "grid"):
+            if not spec["values"]:  # (spec.values is DictConfig.values)
+                fail(f"{where}.values", f"a {spec.type} needs a non-empty list of values")
+            continue
+        if spec.low is None or spec.high is None:
+            fail(f"{where}.low", f"a {spec.type} range needs low and high")
+        if not spec.low < spec.high:
+            fail(f"{where}.high", f"must be > low ({spec.low})")
+        if spec.type == "loguniform" and not spec.low > 0:
+            fail(f"{where}.low", "a loguniform range needs low > 0")
+        if spec.type == "quniform" and not (spec.q or 0) > 0:
+            fail(f"{where}.q", "a quniform range needs a step q > 0")
