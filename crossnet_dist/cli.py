@@ -26,7 +26,8 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume is not None:
         loaded = trainer.resume(args.resume or None)
         print(f"resumed from {loaded} at step {trainer.step}" if loaded else "no checkpoint to resume: starting fresh")
-    loader = build_train_loader(cfg.data, image_size=cfg.model.image_size, seed=cfg.train.seed)
+    loader = build_train_loader(cfg.data, image_size=cfg.model.image_size, seed=cfg.train.seed,
+                                pin_memory=trainer.pin_memory)
     metrics = trainer.fit(loader)
     print(f"done: {trainer.step} steps; serving checkpoint {trainer.out_dir / 'generator.pt'}")
     for key in sorted(metrics):

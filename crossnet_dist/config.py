@@ -1,9 +1,8 @@
 """Typed configuration: omegaconf structured dataclasses, YAML files and dotted overrides.
 
-`load_config("jobs/configs/tiny.yaml", ["optim.lr=1e-4"])` merges, in order, the
-dataclass defaults, the YAML file and the overrides. Unknown keys and values of
-the wrong type fail at load time; `validate` then checks values (ranges,
-choices) and every error names the offending key.
+`load_config("tiny", ["optim.lr=1e-4"])` merges, in order, the dataclass defaults, the YAML file
+and the overrides. Unknown keys and values of the wrong type fail at load time; `validate` then
+checks values (ranges, choices) and every error names the offending key.
 """
 
 from __future__ import annotations
@@ -196,6 +195,8 @@ class TrainConfig:
     # "skip" (that update is skipped and counted, guard/skipped_*; one host sync per update)
     nonfinite: str = "stop"
     nonfinite_max_skips: int = 10  # skip: more steps in a row with a skipped update stop the run
+    precision: str = "auto"  # auto (bf16 on a bf16 GPU, else fp32) | fp32 | bf16 autocast: training/precision.py
+    channels_last: bool = False  # NHWC weights and batches (both trainers); pays on GPUs
 
 
 @dataclass
@@ -203,7 +204,7 @@ class DistributedConfig:
     """`crossnet train` on a Ray cluster (Ray Train workers, DeepSpeed ZeRO); ignored by `--local`."""
 
     num_workers: int = 2  # Ray Train workers (one GPU each with use_gpu)
-    use_gpu: bool = False  # NCCL + bf16 on GPUs; gloo + fp32 on CPUs
+    use_gpu: bool = False  # one GPU per worker and NCCL (precision: train.precision); else CPUs and gloo
     cpus_per_worker: float = 1.0  # logical CPUs each worker reserves
     placement_strategy: str = "PACK"  # PACK | SPREAD | STRICT_PACK | STRICT_SPREAD
     zero_stage: int = 2  # DeepSpeed ZeRO: 0 off, 1 optimizer state, 2 + gradients, 3 + parameters
@@ -216,7 +217,7 @@ class DistributedConfig:
     checkpoint_every: int = 100  # steps between checkpoints (one is always written at the end)
     keep_checkpoints: int = 2  # newest checkpoints kept in storage; 0 = keep all
     address: str = ""  # Ray cluster address; "" = RAY_ADDRESS, else a local Ray on 127.0.0.1
-    loader: str = "crossnet_dist.data:build_train_loader"  # module:function building a rank's loader
+    loader: str = "crossnet_dist.data:build_train_loader"  # module:f(data_cfg, image_size, seed, rank, world_size, pin_memory)
     # a new run starts from this checkpoint of another run (weights, optimiser state, image pools,
     # step; the LR comes from optim.lr): <storage>/<run>/step_XXXXXXXX, a path or s3:// URL.
     # "" = from scratch. A run resuming its own checkpoints ignores it. Tune's PBT sets it.

@@ -77,11 +77,14 @@ def validate(cfg: DictConfig) -> None:
     if not 0.0 <= cfg.train.ema_decay < 1.0:
         fail("train.ema_decay", "must be in [0, 1) (0 = off)")
     from crossnet_dist.training.divergence import NONFINITE_MODES
+    from crossnet_dist.training.precision import PRECISIONS
 
     if cfg.train.nonfinite not in NONFINITE_MODES:
         fail("train.nonfinite", f"must be one of {', '.join(NONFINITE_MODES)}")
     if cfg.train.nonfinite_max_skips < 1:
         fail("train.nonfinite_max_skips", "must be >= 1")
+    if cfg.train.precision not in PRECISIONS:
+        fail("train.precision", f"must be one of {', '.join(PRECISIONS)}")
     _validate_methods(cfg, fail)
     _validate_dist(cfg, fail)
     _validate_serve(cfg, fail)

@@ -35,8 +35,9 @@ class MemoryShard:
         return len(self.batches)
 
 
-def memory_loader(data_cfg, image_size: int, seed: int, rank: int = 0, world_size: int = 1, n_batches: int = 4):
-    """`n_batches` batches of `data.batch_size` crops per epoch, split over the ranks."""
+def memory_loader(data_cfg, image_size: int, seed: int, rank: int = 0, world_size: int = 1, pin_memory: bool = False,
+                  n_batches: int = 4):
+    """`n_batches` batches of `data.batch_size` crops per epoch, split over the ranks (CPU tests: not pinned)."""
     return MemoryShard(_batches(n_batches, data_cfg.batch_size, image_size), rank, world_size)
 
 

@@ -43,8 +43,8 @@ def trained(groups: str, steps: int = 3):
     seed_everything(0)
     method = build_method(cfg)
     if groups == "deepspeed":
-        g = build_engine(method.generators, cfg.optim, cfg.dist, cfg.data.batch_size, bf16=False)
-        d = build_engine(method.discriminators, cfg.optim, cfg.dist, cfg.data.batch_size, bf16=False)
+        g = build_engine(method.generators, cfg.optim, cfg.dist, cfg.data.batch_size)
+        d = build_engine(method.discriminators, cfg.optim, cfg.dist, cfg.data.batch_size)
         assert not g.engine.enable_backward_allreduce and not d.engine.enable_backward_allreduce
     else:
         g, d = TorchOptimizerGroup(method.generators.parameters(), cfg.optim), \

@@ -30,7 +30,7 @@ TUNE_TINY = REPO / "jobs" / "configs" / "tune_tiny.yaml"
 INJECTED = "injected failure: the loader exploded at batch 2"
 
 
-def exploding_loader(data_cfg, image_size, seed, rank=0, world_size=1):
+def exploding_loader(data_cfg, image_size, seed, rank=0, world_size=1, pin_memory=False):
     """The real loader, except that it raises at its second batch (a trial that crashes mid-run)."""
     from crossnet_dist.data import build_train_loader
 

@@ -25,8 +25,12 @@ def _skip_shm_comm_build() -> None:
     sys.modules["deepspeed.comm.torch"].build_shm_op = lambda: None
 
 
-def deepspeed_config(dist_cfg, micro_batch_size: int, bf16: bool) -> dict[str, Any]:
-    """The plain-dict DeepSpeed config of one engine (DeepSpeed rejects a DictConfig)."""
+def deepspeed_config(dist_cfg, micro_batch_size: int) -> dict[str, Any]:
+    """The plain-dict DeepSpeed config of one engine (DeepSpeed rejects a DictConfig).
+
+    DeepSpeed's own bf16 mode stays off: bf16 is autocast around the forward passes
+    (`train.precision`, training/precision.py), so the engines hold fp32 weights, reduce fp32
+    gradients and keep the losses in fp32, as the single-process trainer does."""
     zero: dict[str, Any] = {"stage": int(dist_cfg.zero_stage)}
     if dist_cfg.zero_stage == 3:
         zero["stage3_param_persistence_threshold"] = int(dist_cfg.zero3_persistence_threshold)
@@ -35,7 +39,7 @@ def deepspeed_config(dist_cfg, micro_batch_size: int, bf16: bool) -> dict[str, A
         "gradient_accumulation_steps": int(dist_cfg.grad_accumulation),
         "gradient_clipping": float(dist_cfg.grad_clip),
         "zero_optimization": zero,
-        "bf16": {"enabled": bool(bf16)},
+        "bf16": {"enabled": False},
         "fp16": {"enabled": False},
         "zero_allow_untested_optimizer": True,
         "steps_per_print": 2**31 - 1,
@@ -90,7 +94,7 @@ class DeepSpeedOptimizerGroup:
         self.scheduler.load_state_dict(state["scheduler"])
 
 
-def build_engine(module: nn.Module, optim_cfg, dist_cfg, micro_batch_size: int, bf16: bool) -> DeepSpeedOptimizerGroup:
+def build_engine(module: nn.Module, optim_cfg, dist_cfg, micro_batch_size: int) -> DeepSpeedOptimizerGroup:
     import deepspeed
 
     _skip_shm_comm_build()
@@ -101,7 +105,7 @@ def build_engine(module: nn.Module, optim_cfg, dist_cfg, micro_batch_size: int, 
     engine, _, _, _ = deepspeed.initialize(
         model=module,
         optimizer=optimizer,
-        config=deepspeed_config(dist_cfg, micro_batch_size, bf16),
+        config=deepspeed_config(dist_cfg, micro_batch_size),
         dist_init_required=False,
     )
     if dist_cfg.zero_stage == 0 and engine.dp_world_size == 1:

@@ -29,6 +29,7 @@ from crossnet_dist.methods import build_method
 from crossnet_dist.training.checkpoint import atomic_save
 from crossnet_dist.training.ema import build_ema
 from crossnet_dist.training.loss_window import LossWindow
+from crossnet_dist.training.precision import StepPrecision
 from crossnet_dist.training.seed import seed_everything
 from crossnet_dist.distributed.quiet import quiet_known_warnings, quiet_report_echo
 from crossnet_dist.training.divergence import NEVER, FiniteGate, NonFiniteWatch, diverged
@@ -69,19 +70,19 @@ class WorkerLoop:
             import ray.train.torch
 
             self.device = ray.train.torch.get_device()
-            self.dtype = torch.bfloat16
         else:
-            self.device, self.dtype = torch.device("cpu"), torch.float32
+            self.device = torch.device("cpu")
+        self.precision = StepPrecision.from_config(self.cfg.train, self.device)
 
         seed_everything(self.cfg.train.seed)  # identical initial weights on every rank
-        self.method = build_method(self.cfg).to(self.device)
+        self.method = self.precision.prepare_module(build_method(self.cfg).to(self.device))
         if self.cfg.train.compile:
             from crossnet_dist.training.compile import compile_networks
 
             compile_networks(self.method)
         batch = self.cfg.data.batch_size
-        self.g_opt = build_engine(self.method.generators, self.cfg.optim, d, batch, bf16=d.use_gpu)
-        self.d_opt = build_engine(self.method.discriminators, self.cfg.optim, d, batch, bf16=d.use_gpu)
+        self.g_opt = build_engine(self.method.generators, self.cfg.optim, d, batch)
+        self.d_opt = build_engine(self.method.discriminators, self.cfg.optim, d, batch)
         seed = self.cfg.train.seed + 7919 * self.rank
         torch.manual_seed(seed + 1)  # per-rank noise for methods that sample (UNIT's z, WGAN-GP's mixing)
         self.pools = {dom: ImagePool(self.cfg.optim.pool_size, seed=seed + i) for i, dom in enumerate("ab")}
@@ -111,6 +112,9 @@ class WorkerLoop:
         self.memory: dict[str, float] = {}
 
     # ---- helpers --------------------------------------------------------------------------
+    def _to_device(self, images: torch.Tensor) -> torch.Tensor:
+        return self.precision.prepare_batch(images.to(self.device, non_blocking=True))  # pinned on CUDA
+
     def _all_gather(self, obj) -> list:
         out = [None] * self.world
         tdist.all_gather_object(out, obj)
@@ -226,7 +230,7 @@ class WorkerLoop:
         cfg, d = self.cfg, self.cfg.dist
         factory = load_factory(d.loader)
         loader = factory(cfg.data, image_size=cfg.model.image_size, seed=cfg.train.seed, rank=self.rank,
-                         world_size=self.world)
+                         world_size=self.world, pin_memory=self.device.type == "cuda")
         self.loader = loader
         dataset = getattr(loader, "dataset", None)
         max_steps = cfg.train.max_steps or None
@@ -248,11 +252,10 @@ class WorkerLoop:
             t_wait = time.perf_counter()
             for batches in step_batches(self._batches(loader), self.method):
                 window["wait"] += time.perf_counter() - t_wait
-                pairs = [(b["a"].to(self.device, dtype=self.dtype, non_blocking=True),
-                          b["b"].to(self.device, dtype=self.dtype, non_blocking=True)) for b in batches]
+                pairs = [(self._to_device(b["a"]), self._to_device(b["b"])) for b in batches]
                 x_a, x_b = pairs[-1]
                 terms = train_step(self.method, x_a, x_b, self.g_opt, self.d_opt, self.pools, critic_batches=pairs[:-1],
-                                   gate=self.gate)
+                                   gate=self.gate, precision=self.precision)
                 if self.gate is None:
                     self.watch.observe(self.step + 1, terms)
                 else:

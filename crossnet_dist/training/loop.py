@@ -37,6 +37,7 @@ from crossnet_dist.training.compile import compile_networks
 from crossnet_dist.training.ema import build_ema
 from crossnet_dist.training.loss_window import LossWindow
 from crossnet_dist.training.optimizers import OptimizerGroup, TorchOptimizerGroup
+from crossnet_dist.training.precision import StepPrecision
 from crossnet_dist.training.samples import save_sample_grid
 from crossnet_dist.training.seed import seed_everything
 from crossnet_dist.storage.retry import StorageUnavailableError
@@ -51,7 +52,8 @@ class Trainer:
         self.cfg = cfg
         seed_everything(cfg.train.seed)
         self.device = device or resolve_device(cfg.train.device)
-        self.method = (method or build_method(cfg)).to(self.device)
+        self.precision = StepPrecision.from_config(cfg.train, self.device)
+        self.method = self.precision.prepare_module((method or build_method(cfg)).to(self.device))
         if cfg.train.compile:
             compile_networks(self.method)
         self.g_opt: OptimizerGroup = TorchOptimizerGroup(self.method.generators.parameters(), cfg.optim)
@@ -75,12 +77,12 @@ class Trainer:
     def train_batch(self, batches: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """One step on the step's batches (`step_batches`: one, or one per critic update); returns the
         detached loss terms as tensors (reading them is a device sync)."""
-        pairs = [(b["a"].to(self.device, non_blocking=True), b["b"].to(self.device, non_blocking=True)) for b in batches]
+        pairs = [(self._to_device(b["a"]), self._to_device(b["b"])) for b in batches]
         if self._sample_batch is None:
             self._sample_batch = (pairs[0][0][:4].detach().clone(), pairs[0][1][:4].detach().clone())
         x_a, x_b = pairs[-1]
         metrics = train_step(self.method, x_a, x_b, self.g_opt, self.d_opt, self.pools, critic_batches=pairs[:-1],
-                             gate=self.gate)
+                             gate=self.gate, precision=self.precision)
         if self.gate is None:
             self.watch.observe(self.step + 1, metrics)
         else:
@@ -90,6 +92,14 @@ class Trainer:
         self.step += 1
         self.epoch_step += len(batches)
         return metrics
+
+    def _to_device(self, images: torch.Tensor) -> torch.Tensor:
+        """Asynchronous from pinned memory (the loader pins on CUDA: `pin_memory`)."""
+        return self.precision.prepare_batch(images.to(self.device, non_blocking=True))
+
+    @property
+    def pin_memory(self) -> bool:
+        return self.device.type == "cuda"
 
     def fit(self, loader: Iterable[dict[str, Any]]) -> dict[str, float]:
         """Runs epochs until the schedule ends or `train.max_steps` is reached; returns the last

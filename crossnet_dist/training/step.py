@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from crossnet_dist.image_pool import ImagePool
 from crossnet_dist.methods import StepOutput, TranslationMethod
 from crossnet_dist.training.optimizers import OptimizerGroup
+from crossnet_dist.training.precision import FP32, StepPrecision
 
 T = TypeVar("T")
 
@@ -42,6 +43,7 @@ def train_step(
     pools: dict[str, ImagePool],
     critic_batches: Sequence[tuple[Tensor, Tensor]] = (),
     gate: Callable[[str, Tensor], bool] | None = None,
+    precision: StepPrecision = FP32,
 ) -> dict[str, Tensor]:
     """One generator update and the method's discriminator update(s); returns detached loss terms
     (the logged D terms are the last update's).
@@ -54,24 +56,27 @@ def train_step(
 
     Freezing keeps the generator loss from leaving gradients in the discriminators (and is what
     DeepSpeed ZeRO needs when the two groups are separate engines). `gate("G" | "D", loss)`, if
-    given, may veto an update (train.nonfinite=skip: training.divergence.FiniteGate).
+    given, may veto an update (train.nonfinite=skip: training.divergence.FiniteGate). The forward
+    passes run under `precision`'s autocast, the backward passes and updates outside it.
     """
+    autocast = lambda: precision.autocast(x_a.device.type)  # noqa: E731
     d_out: StepOutput | None = None
     if method.discriminator_first:
         for c_a, c_b in [*critic_batches, (x_a, x_b)]:
-            with torch.no_grad():
+            with torch.no_grad(), autocast():
                 fakes = method.discriminator_fakes(c_a, c_b)
-            d_out = _discriminator_update(method, c_a, c_b, fakes, d_opt, pools, gate)
+            d_out = _discriminator_update(method, c_a, c_b, fakes, d_opt, pools, gate, autocast)
     elif critic_batches:
         raise ValueError(f"method {method.name!r} updates its discriminators once per step, after the generators")
 
     set_requires_grad(method.discriminators, False)
-    g_out = method.generator_step(x_a, x_b)
+    with autocast():
+        g_out = method.generator_step(x_a, x_b)
     if gate is None or gate("G", g_out.loss):
         g_opt.backward_step(g_out.loss)
     set_requires_grad(method.discriminators, True)
     if d_out is None:
-        d_out = _discriminator_update(method, x_a, x_b, g_out.fakes, d_opt, pools, gate)
+        d_out = _discriminator_update(method, x_a, x_b, g_out.fakes, d_opt, pools, gate, autocast)
 
     metrics = {f"loss/{k}": v.detach() for k, v in g_out.terms.items()}
     metrics.update({f"loss/{k}": v.detach() for k, v in d_out.terms.items()})
@@ -80,9 +85,10 @@ def train_step(
     return metrics
 
 
-def _discriminator_update(method, x_a, x_b, fakes, d_opt, pools, gate) -> StepOutput:
+def _discriminator_update(method, x_a, x_b, fakes, d_opt, pools, gate, autocast) -> StepOutput:
     pooled = {domain: pools[domain].query(fake) for domain, fake in fakes.items()}
-    d_out = method.discriminator_step(x_a, x_b, pooled)
+    with autocast():
+        d_out = method.discriminator_step(x_a, x_b, pooled)
     if gate is None or gate("D", d_out.loss):
         d_opt.backward_step(d_out.loss)
     return d_out
