@@ -13,7 +13,7 @@ export DS_ACCELERATOR ?= cpu
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER ?= 0
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: setup setup-runtime system-packages test demo bench bench-train bench-serve bench-quality audit clean
+.PHONY: setup setup-runtime system-packages test demo bench bench-train bench-serve bench-quality gpu-bundle audit clean
 
 setup: $(STAMP) $(EMOJI_TARBALLS) system-packages
 
@@ -80,3 +80,15 @@ audit: setup
 
 clean:
 	rm -rf runs .pytest_cache
+
+# Wheels for bench/gpu_check.py on a GPU machine with only Python 3.12 + PyTorch and no package index
+# (bench/gpu_bundle.txt says how to install them there). DeepSpeed ships as an sdist: built here, ops off.
+GPU_BUNDLE := .gpu-bundle
+gpu-bundle: setup
+	rm -rf $(GPU_BUNDLE) && mkdir -p $(GPU_BUNDLE)
+	DS_BUILD_OPS=0 $(BIN)/pip wheel -q --no-deps --no-build-isolation -w $(GPU_BUNDLE) $$(grep -i '^deepspeed==' bench/gpu_bundle.txt) \
+		2>&1 | sed '/^WARNING: Location/d'
+	$(BIN)/pip download -q --dest $(GPU_BUNDLE) --no-deps --only-binary=:all: --implementation cp --python-version 3.12 \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		$$(grep -v -i -e '^#' -e '^deepspeed==' bench/gpu_bundle.txt) 2>&1 | sed '/^WARNING: Location/d'
+	@du -sh $(GPU_BUNDLE)
