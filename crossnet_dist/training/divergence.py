@@ -97,3 +97,12 @@ class FiniteGate:
 
     def metrics(self) -> dict[str, float]:
         return {"guard/skipped_G": float(self.skipped["G"]), "guard/skipped_D": float(self.skipped["D"])}
+
+
+def close_step(step: int, terms: dict, watch: NonFiniteWatch, gate: "FiniteGate | None") -> None:
+    """After each step, in both trainers: train.nonfinite=stop records the loss terms (checked once
+    per log window); skip ends the step of the gate that vetoed its non-finite updates."""
+    if gate is None:
+        watch.observe(step, terms)
+    else:
+        gate.end_step(step)

@@ -41,7 +41,7 @@ from crossnet_dist.training.precision import StepPrecision
 from crossnet_dist.training.samples import save_sample_grid
 from crossnet_dist.training.seed import seed_everything
 from crossnet_dist.storage.retry import StorageUnavailableError
-from crossnet_dist.training.divergence import FiniteGate, NonFiniteWatch
+from crossnet_dist.training.divergence import FiniteGate, NonFiniteWatch, close_step
 from crossnet_dist.training.step import step_batches, train_step
 
 log = logging.getLogger(__name__)
@@ -83,10 +83,7 @@ class Trainer:
         x_a, x_b = pairs[-1]
         metrics = train_step(self.method, x_a, x_b, self.g_opt, self.d_opt, self.pools, critic_batches=pairs[:-1],
                              gate=self.gate, precision=self.precision)
-        if self.gate is None:
-            self.watch.observe(self.step + 1, metrics)
-        else:
-            self.gate.end_step(self.step + 1)
+        close_step(self.step + 1, metrics, self.watch, self.gate)
         if self.ema is not None:
             self.ema.update()
         self.step += 1
