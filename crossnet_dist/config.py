@@ -185,8 +185,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 3  # newest step checkpoints kept; 0 = keep all
     progress: bool = True
-    # torch.compile every network (both trainers): on this repo's 2-CPU bench a step is ~13% faster
-    # after ~1 min of compiling, so it pays on long runs only; not with dist.zero_stage=3
+    # torch.compile every network (both trainers): ~13% faster CPU steps after ~1 min; not with ZeRO-3
     compile: bool = False
     # exponential moving average of the translation networks' weights (0 = off, e.g. 0.999): when on,
     # generator.pt, eval, Tune scoring and serving use the averaged weights; not with dist.zero_stage=3
@@ -222,6 +221,7 @@ class DistributedConfig:
     # step; the LR comes from optim.lr): <storage>/<run>/step_XXXXXXXX, a path or s3:// URL.
     # "" = from scratch. A run resuming its own checkpoints ignores it. Tune's PBT sets it.
     init_from: str = ""
+    profile_steps: bool = False  # ZeRO-0: perf/part_*_s, where a step's time goes (distributed/step_parts.py)
     fail_at_step: int = 0  # fault injection for tests: worker `fail_rank` kills itself at this step, once
     fail_rank: int = 1
 

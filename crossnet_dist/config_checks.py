@@ -156,6 +156,9 @@ def _validate_dist(cfg: DictConfig, fail) -> None:
         fail("dist.run_name", "must be a plain folder name")
     if ":" not in d.loader:
         fail("dist.loader", "must be 'module:function'")
+    if d.profile_steps and d.zero_stage != 0:
+        fail("dist.profile_steps", "needs dist.zero_stage=0: ZeRO 1-3 reduce inside the backward pass, where the "
+             "all-reduce cannot be timed on its own")
     if cfg.train.compile and d.zero_stage == 3:
         fail("train.compile", "not with dist.zero_stage=3: ZeRO-3 gathers each module's parameters in hooks "
              "around its forward, which compiled graphs would bypass; use ZeRO 0-2")

@@ -23,6 +23,7 @@ from tests.helpers import REPO, TINY_CONFIG
     ("dist.zero_stag=2", "dist.zero_stag"),
     ("dist.init_from=gs://b/run/step_00000002", "dist.init_from"),
     ("train.compile=true dist.zero_stage=3", "train.compile"),
+    ("dist.profile_steps=true dist.zero_stage=2", "dist.profile_steps"),
 ])
 def test_bad_dist_values_name_their_key(override, key):
     with pytest.raises(ConfigError, match=f"'{key}'"):

@@ -59,12 +59,19 @@ class DeepSpeedOptimizerGroup:
         self.scheduler = scheduler
         self.measure_grads = False
         self.grad_bytes = 0
+        self.parts = None  # a distributed.step_parts.StepParts when dist.profile_steps is on
 
     def backward_step(self, loss: Tensor) -> None:
+        if self.parts is not None:
+            self.parts.backward_step(self.engine, loss, before_step=self._measure_grads)
+            return
         self.engine.backward(loss)
+        self._measure_grads()
+        self.engine.step()
+
+    def _measure_grads(self) -> None:
         if self.measure_grads and self.engine.is_gradient_accumulation_boundary():
             self.grad_bytes = gradient_bytes(self.engine)
-        self.engine.step()
 
     def end_epoch(self) -> None:
         import warnings

@@ -10,6 +10,7 @@ A checkpoint (`<run>/step_XXXXXXXX/` in storage) is the merge of every rank's fi
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
@@ -32,7 +33,8 @@ from crossnet_dist.training.loss_window import LossWindow
 from crossnet_dist.training.precision import StepPrecision
 from crossnet_dist.training.seed import seed_everything
 from crossnet_dist.distributed.quiet import quiet_known_warnings, quiet_report_echo
-from crossnet_dist.training.divergence import NEVER, FiniteGate, NonFiniteWatch, diverged
+from crossnet_dist.distributed.step_parts import StepProfiler
+from crossnet_dist.training.divergence import NEVER, FiniteGate, NonFiniteWatch, close_step, diverged
 from crossnet_dist.training.step import step_batches, train_step
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,7 @@ class WorkerLoop:
         else:
             self.device = torch.device("cpu")
         self.precision = StepPrecision.from_config(self.cfg.train, self.device)
+        self.control_group = tdist.new_group(backend="gloo") if d.use_gpu else None  # see _all_reduce
 
         seed_everything(self.cfg.train.seed)  # identical initial weights on every rank
         self.method = self.precision.prepare_module(build_method(self.cfg).to(self.device))
@@ -83,6 +86,7 @@ class WorkerLoop:
         batch = self.cfg.data.batch_size
         self.g_opt = build_engine(self.method.generators, self.cfg.optim, d, batch)
         self.d_opt = build_engine(self.method.discriminators, self.cfg.optim, d, batch)
+        self.profiler = StepProfiler(self.world, (self.g_opt, self.d_opt), self._device_sync) if d.profile_steps else None
         seed = self.cfg.train.seed + 7919 * self.rank
         torch.manual_seed(seed + 1)  # per-rank noise for methods that sample (UNIT's z, WGAN-GP's mixing)
         self.pools = {dom: ImagePool(self.cfg.optim.pool_size, seed=seed + i) for i, dom in enumerate("ab")}
@@ -112,20 +116,24 @@ class WorkerLoop:
         self.memory: dict[str, float] = {}
 
     # ---- helpers --------------------------------------------------------------------------
+    def _device_sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
     def _to_device(self, images: torch.Tensor) -> torch.Tensor:
         return self.precision.prepare_batch(images.to(self.device, non_blocking=True))  # pinned on CUDA
 
+    # Control values (every rank has a batch, metrics, node ids) go over gloo on the CPU, on GPUs too:
+    # over NCCL each would be a device copy and a host sync, the per-step batch check included.
     def _all_gather(self, obj) -> list:
         out = [None] * self.world
-        tdist.all_gather_object(out, obj)
+        tdist.all_gather_object(out, obj, group=self.control_group)
         return out
 
     def _all_reduce(self, values: list[float], op=tdist.ReduceOp.SUM) -> list[float]:
         t = torch.tensor(values, dtype=torch.float64)
-        if self.cfg.dist.use_gpu:
-            t = t.to(self.device)
-        tdist.all_reduce(t, op=op)
-        return t.cpu().tolist()
+        tdist.all_reduce(t, op=op, group=self.control_group)
+        return t.tolist()
 
     # ---- checkpoints ----------------------------------------------------------------------
     def position(self) -> dict[str, Any]:
@@ -221,7 +229,8 @@ class WorkerLoop:
                 batch = next(it)
             except StopIteration:
                 batch = None
-            (all_have,) = self._all_reduce([0.0 if batch is None else 1.0], op=tdist.ReduceOp.MIN)
+            with self.profiler.parts.timed("batch_sync") if self.profiler else contextlib.nullcontext():
+                (all_have,) = self._all_reduce([0.0 if batch is None else 1.0], op=tdist.ReduceOp.MIN)
             if not all_have:
                 return
             yield batch
@@ -242,6 +251,8 @@ class WorkerLoop:
         self.method.train()
         self.t_start = time.perf_counter()
         window = {"t0": self.t_start, "steps": 0, "images": 0, "wait": 0.0}
+        if self.profiler:
+            self.profiler.start_window()
         losses = LossWindow()
         self.g_opt.measure_grads = self.d_opt.measure_grads = True
         done = max_steps is not None and self.step >= max_steps
@@ -254,12 +265,10 @@ class WorkerLoop:
                 window["wait"] += time.perf_counter() - t_wait
                 pairs = [(self._to_device(b["a"]), self._to_device(b["b"])) for b in batches]
                 x_a, x_b = pairs[-1]
-                terms = train_step(self.method, x_a, x_b, self.g_opt, self.d_opt, self.pools, critic_batches=pairs[:-1],
-                                   gate=self.gate, precision=self.precision)
-                if self.gate is None:
-                    self.watch.observe(self.step + 1, terms)
-                else:
-                    self.gate.end_step(self.step + 1)
+                with self.profiler.step() if self.profiler else contextlib.nullcontext():
+                    terms = train_step(self.method, x_a, x_b, self.g_opt, self.d_opt, self.pools,
+                                       critic_batches=pairs[:-1], gate=self.gate, precision=self.precision)
+                close_step(self.step + 1, terms, self.watch, self.gate)
                 losses.add(terms)
                 if self.ema is not None:
                     self.ema.update()
@@ -286,6 +295,8 @@ class WorkerLoop:
                     # one report per worker per poll (every 2 s), so a report while the previous one
                     # waits blocks training (3x the step time at log_every=4 on the tiny model).
                     window = {"t0": time.perf_counter(), "steps": 0, "images": 0, "wait": 0.0}
+                    if self.profiler:
+                        self.profiler.start_window()
                 if done:
                     break
                 t_wait = time.perf_counter()
@@ -332,6 +343,8 @@ class WorkerLoop:
         })
         if self.gate is not None:
             metrics.update(self.gate.metrics())
+        if self.profiler:
+            metrics.update(self.profiler.metrics(self._all_reduce(self.profiler.window_values()), self.world, n))
         self.check_finite()
         if self.rank == 0:
             self.telemetry.log(self.step, metrics)
