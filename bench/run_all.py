@@ -16,8 +16,9 @@ Rows:
   step optimisations bare-loop A/B, interleaved rounds: deferred metric sync (applied in the trainers:
                      the baseline), channels_last; train.compile (compile seconds and break-even
                      steps; Inductor's on-disk cache makes a second run's compile shorter).
-  2 vs 1 worker      bench/train_scaling.py's runs (step time, throughput) + bench/scaling_model.py's
-                     prediction from the 1-worker step and a measured gloo loopback all-reduce.
+  2 vs 1 worker      bench/train_scaling.py's runs (step time, throughput) + bench/scaling_calibration.py:
+                     the scaling model's 2-worker step from the 1-worker parts and runs without Ray,
+                     against the measured step, part by part (compute, wait, all-reduce, the loop).
   ZeRO 0/2/3 memory  per-rank bytes (train_scaling), unless --skip-memory.
   data loader        bench/data_loader.py: streaming loader images/s from a local S3 server (and from
                      disk) / the images/s one training process consumes.
@@ -43,7 +44,7 @@ for key, value in {"DS_ACCELERATOR": "cpu", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER":
 
 import torch  # noqa: E402
 
-from bench import scaling_model, step_bench  # noqa: E402
+from bench import scaling_calibration, step_bench  # noqa: E402
 
 
 def load() -> str:
@@ -128,6 +129,7 @@ def main() -> int:
             dist["w1"] = {**w1_runs[0], "step_s": statistics.fmean(r["step_s"] for r in w1_runs)}
             dist["w1_runs"] = [r["step_s"] for r in w1_runs]
             dist["w2-0"] = dist_run("w2-zero0", storage, ns, 2, 0)
+            dist["calibration"] = scaling_calibration.calibrate(storage, ns, cfg, other_steps=(dist["w2-0"]["step_s"],))
             if not args.skip_memory:
                 for s in (2, 3):
                     dist[f"w2-{s}"] = dist_run(f"w2-zero{s}", storage, ns, 2, s)
@@ -184,12 +186,7 @@ def main() -> int:
         tput = lambda r: r["images_per_step"] / r["step_s"]  # noqa: E731
         rows.append(("(c) 2 workers ZeRO-0 throughput / 1 worker", f"{tput(two):.1f} img/s", f"{tput(one):.1f} img/s",
                      f"{tput(two) / tput(one):.3f}"))
-        stats = scaling_model.stats_for(cfg)
-        bw, alpha = scaling_model.measure_gloo(stats["N_G"] + stats["N_D"])
-        pred, _ = scaling_model.predict(stats, 0, 2, one["step_s"], bw, alpha, 4)
-        rows.append((f"(c) model: predicted 2-worker step / measured (gloo lo {bw / 1e9:.2f} GB/s, "
-                     f"{alpha * 1e6:.0f} us)", f"{pred * 1e3:.1f} ms", f"{two['step_s'] * 1e3:.1f} ms",
-                     f"{pred / two['step_s']:.3f}"))
+        rows += scaling_calibration.rows(dist["calibration"])
         for s in (2, 3):
             if f"w2-{s}" in dist:
                 r, base = dist[f"w2-{s}"], two

@@ -29,7 +29,12 @@ for key, value in {"DS_ACCELERATOR": "cpu", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER":
     os.environ.setdefault(key, value)
 
 
-def run(label: str, storage: str, args, workers: int, stage: int) -> dict:
+PROFILE_KEYS = ("perf/part_backward_s", "perf/part_wait_s", "perf/part_allreduce_s", "perf/part_optimizer_s",
+                "perf/part_batch_sync_s",
+                "perf/train_step_s", "perf/workers_cpu_s", "perf/machine_cpu_s", "perf/data_wait_s", "perf/step_time_s")
+
+
+def run(label: str, storage: str, args, workers: int, stage: int, profile: bool = False) -> dict:
     from crossnet_dist.config import load_config
     from crossnet_dist.distributed.driver import train_distributed
 
@@ -40,7 +45,7 @@ def run(label: str, storage: str, args, workers: int, stage: int) -> dict:
         "train.progress=false", f"dist.num_workers={workers}", f"dist.zero_stage={stage}",
         f"dist.use_gpu={args.gpu}", f"dist.storage_path={storage}", f"dist.run_name={label}",
         f"dist.checkpoint_every={args.steps}", "dist.zero3_persistence_threshold=0",
-        "dist.loader=tests.dist_fixtures:memory_loader", "dist.max_failures=0",
+        "dist.loader=tests.dist_fixtures:memory_loader", "dist.max_failures=0", f"dist.profile_steps={profile}",
     ])
     result = train_distributed(cfg, progress=False)
     first, last = result.history[0], result.history[-1]
@@ -52,6 +57,8 @@ def run(label: str, storage: str, args, workers: int, stage: int) -> dict:
            "window_median_s": statistics.median(h["perf/step_time_s"] for h in result.history[1:])}
     for kind in ("param", "grad", "optim_state", "master"):
         out[kind] = mem[f"mem/G_{kind}_bytes"] + mem[f"mem/D_{kind}_bytes"]
+    if profile:  # per step, mean over the report windows after the first (warm-up)
+        out["parts"] = {k.removeprefix("perf/"): statistics.fmean(h[k] for h in result.history[1:]) for k in PROFILE_KEYS}
     print(f"  {label}: {out['step_s'] * 1000:.1f} ms per step over steps {first['step']}-{last['step']}", flush=True)
     return out
 

@@ -11,24 +11,40 @@ from tests.helpers import REPO
 sys.path.insert(0, str(REPO))
 
 
-def test_scaling_model_ring_costs_by_hand():
-    from bench.scaling_model import comm_time, predict
+def test_scaling_model_two_level_all_reduce_by_hand():
+    from bench.scaling_model import cluster_comm_s, hierarchical_allreduce_s
 
+    net = {"gpus_per_node": 4, "bw_intra": 100.0, "alpha_intra": 1.0, "bw_inter": 10.0, "alpha_inter": 2.0}
+    assert hierarchical_allreduce_s(800.0, 1, net) == 0.0
+    # one node of 2: a ring, 2 (g-1)/g N b / B + 2 (g-1) alpha
+    assert hierarchical_allreduce_s(800.0, 2, net) == pytest.approx(2 * 0.5 * 800 / 100 + 2 * 1.0)
+    # 3 nodes of 4: the node ring, then each GPU's quarter on its own NIC over a ring of 3 nodes
+    intra = 2 * 0.75 * 800 / 100 + 2 * 3 * 1.0
+    inter = 2 * (2 / 3) * (800 / 4) / 10 + 2 * 2 * 2.0
+    assert hierarchical_allreduce_s(800.0, 12, net) == pytest.approx(intra + inter)
     stats = {"N_G": 100, "N_D": 50, "calls_G": 6, "modules_G": 3, "calls_D": 4, "modules_D": 2}
-    bw, alpha, b = 1e9, 1e-5, 2
-    assert comm_time(stats, 0, 1, bw, alpha, b) == 0.0
-    # ZeRO-0: all-reduce of G and D gradients, 2 (p-1)/p N b / B + 2 collectives x 2 (p-1) alpha
-    zero0 = 2 * 0.75 * 150 * 2 / bw + 2 * 2 * 3 * alpha
-    assert comm_time(stats, 0, 4, bw, alpha, b) == pytest.approx(zero0)
-    assert comm_time(stats, 2, 4, bw, alpha, b) == pytest.approx(zero0)  # reduce-scatter + all-gather
-    # ZeRO-3: reduce-scatter + a gather of each module at every call, forward and backward
-    vol3 = 0.75 * 150 * 2 + 0.75 * 2 * (2 * 100 * 6 / 3 + 2 * 50 * 4 / 2)
-    assert comm_time(stats, 3, 4, bw, alpha, b) == pytest.approx(vol3 / bw + 3 * alpha * (2 + 2 * 10))
-    t, eff = predict(stats, 0, 4, 0.01, bw, alpha, b)
-    assert t == pytest.approx(0.01 + zero0) and eff == pytest.approx(0.01 / t)
-    assert predict(stats, 0, 4, 0.01, bw, alpha, b, overlap=1.0) == (0.01, 1.0)
-    effs = [predict(stats, 0, p, 0.01, bw, alpha, b)[1] for p in (2, 8, 64)]
-    assert effs == sorted(effs, reverse=True)
+    ar = lambda n: hierarchical_allreduce_s(n * 4, 12, net)  # noqa: E731
+    assert cluster_comm_s(stats, 0, 12, net, 4, 0.5) == pytest.approx(ar(100) + ar(50) + 2 * 0.5)
+    assert cluster_comm_s(stats, 2, 12, net, 4, 0.5) == pytest.approx(ar(100) + ar(50) + 4 * 0.5)  # two calls each
+    zero3 = 0.5 * (ar(100) + ar(50)) + 2 * 6 * (0.5 * ar(100 / 3) + 0.5) + 2 * 4 * (0.5 * ar(50 / 2) + 0.5)
+    assert cluster_comm_s(stats, 3, 12, net, 4, 0.5) == pytest.approx(zero3)
+    assert cluster_comm_s(stats, 0, 1, net, 4, 0.5) == 0.0
+
+
+def test_the_calibration_model_adds_its_parts_and_leaves_ray_the_idle_core_time():
+    from bench.scaling_calibration import predict
+
+    parts = {"train_step_s": 0.100, "part_batch_sync_s": 0.001, "machine_cpu_s": 0.030, "workers_cpu_s": 0.010,
+             "step_time_s": 0.105}
+    one = {"step_s": 0.105, "parts": parts}
+    comm = {"alpha_s": 0.0005, "total_s": 0.010}
+    m = predict(one, share=1.2, imbalance=0.004, comm=comm)
+    assert m["wait"] == pytest.approx(0.004) and m["allreduce"] == 0.010
+    assert m["other"] == pytest.approx((0.105 - 0.100 - 0.001) * 1.2 + 0.001)  # + the batch all-reduce
+    f = m["compute"] / m["step"]  # the fixed point: slowed only while the other rank computes too
+    assert m["compute"] == pytest.approx(0.100 * (1 + 0.2 * f), rel=1e-6)
+    assert m["ray_cores"] == pytest.approx(0.020 / 0.105) and m["ray_stolen"] == 0.0  # fits into the idle time
+    assert m["step"] == pytest.approx(m["compute"] + m["wait"] + m["allreduce"] + m["other"])
 
 
 @pytest.mark.slow
