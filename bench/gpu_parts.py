@@ -213,7 +213,11 @@ def one_rank_group(setup: Setup):
     env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29533", "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1"}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # DeepSpeed reads them; nothing connects to MASTER_ADDR
-    kwargs = {"device_id": setup.device} if setup.cuda else {}
+    import inspect
+
+    kwargs = {}
+    if setup.cuda and "device_id" in inspect.signature(tdist.init_process_group).parameters:  # torch >= 2.3
+        kwargs["device_id"] = setup.device
     tdist.init_process_group("nccl" if setup.cuda else "gloo", store=tdist.HashStore(), rank=0, world_size=1, **kwargs)
     try:
         yield
@@ -329,6 +333,9 @@ def translation(setup: Setup, batches, reps: int, sides) -> dict:
             largest = side
         except torch.cuda.OutOfMemoryError:
             attempts.append({"side": side, "error": "out of memory"})
+            break
+        except RuntimeError as err:  # e.g. a kernel without 64-bit indexing for tensors of > 2^31 elements
+            attempts.append({"side": side, "error": f"{type(err).__name__}: {str(err)[:200]}"})
             break
         finally:
             x = None

@@ -107,7 +107,7 @@ def test_every_packaged_config_loads_and_validates(name):
 def test_the_gpu_configs_train_in_bf16_channels_last_on_one_and_on_several_gpus():
     one, several = load_config("gpu"), load_config("gpu_multi")
     assert (one.dist.use_gpu, one.dist.num_workers, one.dist.zero_stage) == (True, 1, 0)
-    assert (several.dist.use_gpu, several.dist.num_workers, several.dist.zero_stage) == (True, 8, 2)
+    assert (several.dist.use_gpu, several.dist.num_workers, several.dist.zero_stage) == (True, 8, 0)
     assert several.dist.storage_path.startswith("s3://")  # every node reaches the checkpoints
     for cfg in (one, several):
         assert (cfg.train.precision, cfg.train.channels_last, cfg.model.image_size) == ("bf16", True, 256)
