@@ -52,9 +52,9 @@ def _train_distributed(cfg, args: argparse.Namespace) -> int:
 
 def _translate(args: argparse.Namespace) -> int:
     if args.endpoint:
-        if args.resolution != "model":
-            print("error: --resolution full translates in this process (--checkpoint); the endpoint translates at "
-                  "the model's size", file=sys.stderr)
+        if args.tile is not None:
+            print("error: --tile is for --checkpoint; an endpoint tiles with its own serve.full_resolution_tile",
+                  file=sys.stderr)
             return 2
         from crossnet_dist.serving.cli import run_translate_remote
 

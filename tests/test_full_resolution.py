@@ -4,12 +4,18 @@ overlapping blended tiles, with the real tiny CrossNet."""
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from crossnet_dist.config import to_container
-from crossnet_dist.full_resolution import blend_weights, tile_starts, translate_tiled, translate_whole
+from crossnet_dist.full_resolution import (
+    blend_weights,
+    tile_starts,
+    translate_tiled,
+    translate_whole,
+)
 from crossnet_dist.methods import build_method
 from crossnet_dist.training.checkpoint import atomic_save, serving_payload
 from tests.helpers import REPO, sample_photo, tiny_config
@@ -41,7 +47,7 @@ def test_an_image_of_any_size_translates_at_its_own_size(tiny_crossnet):
 
 
 def test_tiled_blending_is_exact_for_a_pointwise_translation():
-    class Pointwise:  # the blending arithmetic alone: every tile agrees on every pixel
+    class Pointwise(torch.nn.Module):  # the blending arithmetic alone: every tile agrees on every pixel
         def translate(self, x, direction):
             return torch.tanh(3 * x)
 
@@ -50,22 +56,33 @@ def test_tiled_blending_is_exact_for_a_pointwise_translation():
     assert torch.allclose(tiled, torch.tanh(3 * x), atol=1e-6)
 
 
+def photo_tensor(size=(160, 120)) -> torch.Tensor:
+    photo = np.asarray(sample_photo("china.jpg").resize(size)).copy()
+    return torch.from_numpy(photo).permute(2, 0, 1)[None].float() / 127.5 - 1
+
+
 def test_a_tiled_translation_stays_close_to_the_untiled_one_in_the_overlaps(tiny_crossnet):
     method, _ = tiny_crossnet
-    photo = sample_photo("china.jpg").resize((160, 120))
-    x = torch.from_numpy(__import__("numpy").asarray(photo).copy()).permute(2, 0, 1)[None].float() / 127.5 - 1
+    x = photo_tensor()
     whole = translate_whole(method, x, "a2b", 4)
-    tiled = translate_tiled(method, x, "a2b", 4, tile=64, overlap=16)
-    diff = (tiled - whole).abs()
-    seams = torch.zeros(120, 160, dtype=torch.bool)
-    for s in tile_starts(160, 64, 16)[1:]:
-        seams[:, s : s + 16] = True
-    for s in tile_starts(120, 64, 16)[1:]:
-        seams[s : s + 16, :] = True
-    # instance norm gives each tile its own statistics: the tiles differ from the whole image a little,
-    # and no more at the seams than elsewhere (no grid); on [-1, 1], measured 0.0x here
-    assert diff.mean() < 0.1
-    assert diff[..., seams].mean() < 1.5 * diff[..., ~seams].mean() + 0.01
+    diff = (translate_tiled(method, x, "a2b", 4, tile=64, overlap=32) - whole).abs()
+    overlaps = torch.zeros(120, 160, dtype=torch.bool)
+    for s in tile_starts(160, 64, 32)[1:]:
+        overlaps[:, s : s + 32] = True
+    for s in tile_starts(120, 64, 32)[1:]:
+        overlaps[s : s + 32, :] = True
+    # on [-1, 1]; measured: 0.029 in the overlaps, 0.003 elsewhere, 99th percentile 0.135
+    assert diff[..., overlaps].mean() < 0.05 and diff[..., ~overlaps].mean() < 0.01
+    assert diff.flatten().quantile(0.99) < 0.2
+
+
+def test_tiles_normalise_with_the_whole_images_statistics(tiny_crossnet):
+    method, _ = tiny_crossnet
+    x = photo_tensor()
+    whole = translate_whole(method, x, "a2b", 4)
+    shared = (translate_tiled(method, x, "a2b", 4, tile=64, overlap=32) - whole).abs().mean()
+    own = (translate_tiled(method, x, "a2b", 4, tile=64, overlap=32, stats_side=None) - whole).abs().mean()
+    assert shared < 0.3 * own  # measured 0.023 against 0.140: a tile normalised alone is another image
 
 
 @pytest.mark.timeout(120)
