@@ -26,11 +26,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-def pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
-    """Reflect-pads an N x C x H x W batch on the bottom and right to multiples of `multiple` (replicate
-    where a side is too small to reflect); returns it and the original (H, W)."""
+def pad_to_multiple(x: Tensor, multiple: int, min_side: int = 0) -> tuple[Tensor, tuple[int, int]]:
+    """Reflect-pads an N x C x H x W batch on the bottom and right to multiples of `multiple`, and to at
+    least `min_side` (the smallest size the networks take: networks.shapes.min_image_side); replicate
+    where a side is too small to reflect. Returns it and the original (H, W)."""
     h, w = x.shape[-2:]
-    ph, pw = -h % multiple, -w % multiple
+    ph, pw = max(-h % multiple, min_side - h), max(-w % multiple, min_side - w)
     if ph or pw:
         mode = "reflect" if ph < h and pw < w else "replicate"
         x = F.pad(x, (0, pw, 0, ph), mode=mode)
@@ -38,9 +39,9 @@ def pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
 
 
 @torch.no_grad()
-def translate_whole(method, x: Tensor, direction: str, multiple: int) -> Tensor:
+def translate_whole(method, x: Tensor, direction: str, multiple: int, min_side: int = 0) -> Tensor:
     """One N x 3 x H x W batch through the translator at its own size."""
-    padded, (h, w) = pad_to_multiple(x, multiple)
+    padded, (h, w) = pad_to_multiple(x, multiple, min_side)
     return method.translate(padded, direction)[..., :h, :w]
 
 
@@ -107,7 +108,7 @@ class SharedInstanceNorm:
 
 @torch.no_grad()
 def translate_tiled(method, x: Tensor, direction: str, multiple: int, tile: int, overlap: int,
-                    stats_side: int | None = 1024) -> Tensor:
+                    stats_side: int | None = 1024, min_side: int = 0) -> Tensor:
     """A 1 x 3 x H x W image in overlapping tiles of `tile` px (a multiple of `multiple`) sharing at least
     `overlap` px, normalised with the statistics of the image shrunk to `stats_side` px (None: each tile
     with its own); the result is on x's device."""
@@ -117,20 +118,21 @@ def translate_tiled(method, x: Tensor, direction: str, multiple: int, tile: int,
         raise ValueError(f"overlap {overlap} must be >= 0 and smaller than the tile ({tile})")
     _, _, h, w = x.shape
     if h <= tile and w <= tile:
-        return translate_whole(method, x, direction, multiple)
+        return translate_whole(method, x, direction, multiple, min_side)
     shared = SharedInstanceNorm(method)
     with shared.installed():
         if stats_side is not None:
             scale = min(1.0, stats_side / max(h, w))
             small = x if scale == 1.0 else F.interpolate(x, scale_factor=scale, mode="bilinear", antialias=True)
             shared.start_pass("record")
-            translate_whole(method, small, direction, multiple)
+            translate_whole(method, small, direction, multiple, min_side)
         out = torch.zeros_like(x)
         total = torch.zeros(1, 1, h, w, device=x.device)
         for top in tile_starts(h, tile, overlap):
             for left in tile_starts(w, tile, overlap):
                 shared.start_pass("apply" if stats_side is not None else "off")
-                y = translate_whole(method, x[..., top : top + tile, left : left + tile], direction, multiple).float()
+                patch = x[..., top : top + tile, left : left + tile]
+                y = translate_whole(method, patch, direction, multiple, min_side).float()
                 ph, pw = y.shape[-2:]
                 weight = blend_weights(tile, overlap, x.device)[:ph, :pw]
                 out[..., top : top + ph, left : left + pw] += y * weight

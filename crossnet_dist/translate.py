@@ -62,6 +62,7 @@ class FullResolution:
     multiple: int
     tile: int | None = None
     overlap: int = 32
+    min_side: int = 0  # smaller images are padded up to this (networks.shapes.min_image_side)
 
     @classmethod
     def for_model(cls, method, model_cfg, tile: int | None = None, overlap: int = 32) -> "FullResolution":
@@ -73,7 +74,9 @@ class FullResolution:
         if tile is not None and (tile < multiple or tile % multiple or not 0 <= overlap < tile):
             raise TranslateOptionError(f"tile must be a positive multiple of {multiple} larger than the overlap "
                              f"(got tile {tile}, overlap {overlap})")
-        return cls(multiple, tile, overlap)
+        from crossnet_dist.networks.shapes import min_image_side
+
+        return cls(multiple, tile, overlap, min_image_side(model_cfg))
 
 
 @torch.no_grad()
@@ -91,9 +94,9 @@ def translate_images(method, images: list[Image.Image], direction: str, image_si
         for im in images:
             x = pil_to_tensor(im)[None].to(device)
             if full.tile is not None:
-                y = translate_tiled(method, x, direction, full.multiple, full.tile, full.overlap)
+                y = translate_tiled(method, x, direction, full.multiple, full.tile, full.overlap, min_side=full.min_side)
             else:
-                y = translate_whole(method, x, direction, full.multiple)
+                y = translate_whole(method, x, direction, full.multiple, full.min_side)
             out.append(tensor_to_pil(y[0]))
         return out
     batch = torch.stack(

@@ -42,6 +42,10 @@ def test_an_image_of_any_size_translates_at_its_own_size(tiny_crossnet):
     x = torch.rand(1, 3, 37, 50) * 2 - 1  # sides not multiples of 4 (2 downsamplings)
     y = translate_whole(method, x, "a2b", 4)
     assert y.shape == x.shape
+    from crossnet_dist.networks.shapes import min_image_side
+
+    for tiny in ((1, 1), (3, 2), (7, 5)):  # smaller than the networks take: padded up to what they need
+        assert translate_whole(method, torch.zeros(1, 3, *tiny), "a2b", 4, min_image_side(cfg.model)).shape[-2:] == tiny
     z = torch.rand(1, 3, 40, 48) * 2 - 1  # a multiple already: exactly the translator's output
     assert torch.equal(translate_whole(method, z, "a2b", 4), method.translate(z, "a2b"))
 

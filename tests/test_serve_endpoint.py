@@ -122,7 +122,7 @@ def test_round_trip_both_directions_keeps_the_input_size(endpoints):
 def test_full_resolution_translates_at_the_images_own_size_in_tiles(endpoints):
     url, data = endpoints["main"], image_bytes((150, 97))
     status, headers, full = post(f"{url}/translate?direction=a2b&resolution=full", data)
-    assert status == 200 and headers["X-Resolution"] == "full", full[:300]
+    assert status == 200 and headers["x-resolution"] == "full", full[:300]
     assert Image.open(io.BytesIO(full)).size == (150, 97)  # tiled: 150 > serve.full_resolution_tile=64
     _, _, model = post(f"{url}/translate?direction=a2b", data)
     assert full != model  # not the resize to the 32-px training size and back
