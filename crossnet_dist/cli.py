@@ -52,12 +52,21 @@ def _train_distributed(cfg, args: argparse.Namespace) -> int:
 
 def _translate(args: argparse.Namespace) -> int:
     if args.endpoint:
+        if args.tile is not None:
+            print("error: --tile is for --checkpoint; an endpoint tiles with its own serve.full_resolution_tile",
+                  file=sys.stderr)
+            return 2
         from crossnet_dist.serving.cli import run_translate_remote
 
         return run_translate_remote(args)
-    from crossnet_dist.translate import translate_files
+    from crossnet_dist.translate import TranslateOptionError, translate_files
 
-    report = translate_files(args.checkpoint, args.direction, args.inputs, args.out, device=args.device)
+    try:
+        report = translate_files(args.checkpoint, args.direction, args.inputs, args.out, device=args.device,
+                                 resolution=args.resolution, tile=args.tile, overlap=args.overlap)
+    except TranslateOptionError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"wrote {len(report.written)} images to {args.out}")
     for source, reason in report.skipped.items():
         print(f"skipped {source}: {reason}", file=sys.stderr)
@@ -125,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("--direction", required=True, choices=["a2b", "b2a"])
     translate.add_argument("--out", required=True, help="output folder")
     translate.add_argument("--device", default="cpu")
+    translate.add_argument("--resolution", choices=["model", "full"], default="model",
+                           help="model: through the training size (default); full: at each image's own size")
+    translate.add_argument("--tile", type=int, default=None,
+                           help="with --resolution full: translate images larger than this in overlapping tiles "
+                                "of this many px (bounds memory; a multiple of 2**model.n_downsampling)")
+    translate.add_argument("--overlap", type=int, default=32, help="px shared by neighbouring tiles (default 32)")
     translate.set_defaults(func=_translate)
 
     from crossnet_dist.data.cli import add_data_parser, add_storage_parser

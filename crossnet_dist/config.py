@@ -229,7 +229,6 @@ class DistributedConfig:
 @dataclass
 class ServeConfig:
     """`crossnet serve`: the Ray Serve endpoint (see crossnet_dist/serving/)."""
-
     host: str = "127.0.0.1"  # HTTP proxy address; 0.0.0.0 only inside a container/cluster
     port: int = 8000
     replicas: int = 1  # model replicas when not autoscaling
@@ -248,6 +247,7 @@ class ServeConfig:
     body_timeout_s: float = 15.0  # a body not fully received by then gets HTTP 408 (slow or stalled clients)
     max_header_bytes: int = 16 * 1024  # request headers larger than this in all get HTTP 431
     max_pixels: int = 4096 * 4096  # width x height read from the header, before decoding; larger get 413
+    full_resolution_tile: int = 512  # ?resolution=full: larger images translate in tiles of this many px
     token: Optional[str] = None  # bearer token for /translate and /info; else env CROSSNET_SERVE_TOKEN; unset = open
     storage: StorageConfig = field(default_factory=StorageConfig)  # for s3:// checkpoints
 

@@ -198,6 +198,9 @@ def _validate_serve(cfg: DictConfig, fail) -> None:
         fail("serve.max_ongoing_requests", f"must be >= serve.max_batch_size ({s.max_batch_size}) or batches never fill")
     if s.batch_wait_timeout_s < 0:
         fail("serve.batch_wait_timeout_s", "must be >= 0")
+    if s.full_resolution_tile < 64 or s.full_resolution_tile % 2 ** cfg.model.n_downsampling:
+        fail("serve.full_resolution_tile", f"must be >= 64 and a multiple of {2 ** cfg.model.n_downsampling} "
+             "(2**model.n_downsampling)")
     if not _SERVE_DEVICE.match(s.device):
         fail("serve.device", "must be auto, cpu, cuda or cuda:N")
     for key in ("cpus_per_replica", "gpus_per_replica"):

@@ -12,12 +12,10 @@ import io
 import json
 import os
 import shutil
-import struct
 import subprocess
 import time
 import urllib.error
 import urllib.request
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,11 +26,20 @@ import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from tests.helpers import sample_photo, tiny_batches, tiny_config  # noqa: E402
+from tests.serve_http import (  # noqa: E402
+    PNG_SIGNATURE,
+    batch_size_histogram,
+    get,
+    image_bytes,
+    multipart,
+    png_with_header,
+    post,
+    scrape,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
 TOKEN = "test-token-8f3a"
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 # ---- fixtures ---------------------------------------------------------------------------------
@@ -76,7 +83,8 @@ def endpoints(checkpoint, s3_best_pointer, s3_server):
     from crossnet_dist.storage.ports import free_port
 
     storage = [f"serve.storage.{k}={v}" for k, v in s3_server.storage_options().items()]
-    main_cfg = _serve_cfg("serve.max_body_bytes=1000000", "serve.batch_wait_timeout_s=0.05", *storage)
+    main_cfg = _serve_cfg("serve.max_body_bytes=1000000", "serve.batch_wait_timeout_s=0.05",
+                          "serve.full_resolution_tile=64", *storage)
     secure_cfg = _serve_cfg(f"serve.token={TOKEN}")
     tight_cfg = _serve_cfg("serve.max_batch_size=1", "serve.max_ongoing_requests=1", "serve.max_queued_requests=1")
     port = free_port()
@@ -97,68 +105,6 @@ def endpoints(checkpoint, s3_best_pointer, s3_server):
         ray.shutdown()  # stops Serve's actors with the rest of this test's local Ray
 
 
-# ---- helpers ------------------------------------------------------------------------------------
-def post(url: str, body: bytes, content_type: str | None = "image/png", headers: dict | None = None, timeout=30):
-    """Returns (status, headers, body) without raising on 4xx/5xx."""
-    all_headers = dict(headers or {})
-    if content_type is not None:
-        all_headers["Content-Type"] = content_type
-    request = urllib.request.Request(url, data=body, headers=all_headers, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as err:
-        return err.code, dict(err.headers), err.read()
-
-
-def get(url: str, headers: dict | None = None):
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=30) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read()
-
-
-def image_bytes(size: tuple[int, int], fmt: str = "PNG") -> bytes:
-    buffer = io.BytesIO()
-    sample_photo("china.jpg").resize(size).save(buffer, format=fmt)
-    return buffer.getvalue()
-
-
-def png_with_header(width: int, height: int) -> bytes:
-    """A small PNG whose IHDR declares width x height (a decompression-bomb shape)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    return (PNG_SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
-
-
-def multipart(field: str, filename: str | None, data: bytes, part_type: str) -> tuple[bytes, str]:
-    """A one-part form; without a filename the part is a plain text field."""
-    boundary = "crossnet-test-boundary"
-    disposition = f'form-data; name="{field}"' + (f'; filename="{filename}"' if filename else "")
-    body = (f"--{boundary}\r\nContent-Disposition: {disposition}\r\n"
-            f"Content-Type: {part_type}\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
-    return body, f"multipart/form-data; boundary={boundary}"
-
-
-def scrape(url: str) -> str:
-    status, body = get(url + "/metrics")
-    assert status == 200
-    return body.decode()
-
-
-def batch_size_histogram(text: str) -> dict[str, float]:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    for family in text_string_to_metric_families(text):
-        if family.name == "crossnet_serve_batch_size":
-            return {s.name + s.labels.get("le", ""): s.value for s in family.samples}
-    return {}
-
-
-# ---- tests --------------------------------------------------------------------------------------
 def test_round_trip_both_directions_keeps_the_input_size(endpoints):
     url = endpoints["main"]
     for size, fmt, content_type in (((50, 37), "PNG", "image/png"), ((81, 64), "JPEG", "image/jpeg")):
@@ -171,6 +117,17 @@ def test_round_trip_both_directions_keeps_the_input_size(endpoints):
     body, content_type = multipart("image", "photo.jpg", image_bytes((40, 30), "JPEG"), "image/jpeg")
     status, _, png = post(f"{url}/translate?direction=b2a", body, content_type)
     assert status == 200 and Image.open(io.BytesIO(png)).size == (40, 30)
+
+
+def test_full_resolution_translates_at_the_images_own_size_in_tiles(endpoints):
+    url, data = endpoints["main"], image_bytes((150, 97))
+    status, headers, full = post(f"{url}/translate?direction=a2b&resolution=full", data)
+    assert status == 200 and headers["x-resolution"] == "full", full[:300]
+    assert Image.open(io.BytesIO(full)).size == (150, 97)  # tiled: 150 > serve.full_resolution_tile=64
+    _, _, model = post(f"{url}/translate?direction=a2b", data)
+    assert full != model  # not the resize to the 32-px training size and back
+    status, _, body = post(f"{url}/translate?direction=a2b&resolution=native", data)
+    assert status == 400 and json.loads(body)["error"] == "bad_resolution"
 
 
 def test_python_client_and_translate_cli_use_the_endpoint(endpoints, tmp_path):

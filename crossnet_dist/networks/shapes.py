@@ -43,3 +43,14 @@ def check_image_size(height: int, width: int, model: Any) -> None:
                 f"image {name} {side} is too small for a {model.disc_layers}-layer PatchGAN "
                 f"(no output patch left)"
             )
+
+
+def min_image_side(model: Any) -> int:
+    """The smallest side (a multiple of 2**n_downsampling) that check_image_size accepts."""
+    side = 2 ** model.n_downsampling
+    while True:
+        try:
+            check_image_size(side, side, model)
+            return side
+        except ImageSizeError:
+            side += 2 ** model.n_downsampling

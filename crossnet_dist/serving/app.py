@@ -5,7 +5,7 @@
     GET  /info                  method, checkpoint, image size, directions, limits (token if set)
     GET  /metrics               Prometheus text format; never needs the token
     GET  /openapi.json          the OpenAPI schema of these routes
-    POST /translate?direction=a2b|b2a
+    POST /translate?direction=a2b|b2a[&resolution=model|full]
                                 body: PNG/JPEG bytes (Content-Type image/png or image/jpeg), or a
                                 multipart/form-data form with the image in field "image";
                                 answer: image/png at the input's width x height
@@ -49,6 +49,7 @@ from crossnet_dist.serving.requests import (
     body_too_large,
     check_declared_length,
     check_direction,
+    check_resolution,
     check_part_content_type,
     check_raw_content_type,
     probe_image,
@@ -189,11 +190,14 @@ class TranslationIngress:
     async def translate(
         self, request: Request,
         direction: Optional[str] = Query(None, description="a2b or b2a", json_schema_extra={"enum": ["a2b", "b2a"]}),
+        resolution: Optional[str] = Query(
+            None, description="model (default): through the model's training size; full: at the image's own size "
+            "(tiled above serve.full_resolution_tile px)", json_schema_extra={"enum": ["model", "full"]}),
     ) -> Response:
         start = time.perf_counter()
         self.metrics.in_flight.inc()
         try:
-            response = await self._translate(request, direction)
+            response = await self._translate(request, direction, resolution)
         except RequestRejected as err:
             response = _error(err)
         except BackPressureError:
@@ -209,20 +213,21 @@ class TranslationIngress:
         self.metrics.observe("translate", response.status_code, time.perf_counter() - start)
         return response
 
-    async def _translate(self, request: Request, direction: Optional[str]) -> Response:
+    async def _translate(self, request: Request, direction: Optional[str], resolution: Optional[str]) -> Response:
         self._check_token(request)
         direction = check_direction(direction)
+        resolution = check_resolution(resolution)
         kind = check_raw_content_type(request.headers.get("content-type"))
         check_declared_length(request.headers.get("content-length"), self.max_body_bytes)
         body = await self._read_body(request)
         data = await self._form_image(request, body) if kind == MULTIPART_TYPE else body
         header = probe_image(data, self.max_pixels)
-        result = await self.model.translate.remote(data, direction)
+        result = await self.model.translate.remote(data, direction, resolution)
         self.metrics.observe_model(result)
         if "png" not in result:
             raise RequestRejected(result["status"], result["error"], result["detail"])
         return Response(result["png"], media_type="image/png", headers={
-            "X-Input-Size": f"{header.width}x{header.height}", "X-Direction": direction,
+            "X-Input-Size": f"{header.width}x{header.height}", "X-Direction": direction, "X-Resolution": resolution,
         })
 
     def _check_token(self, request: Request) -> None:

@@ -99,7 +99,8 @@ def run_translate_remote(args: argparse.Namespace) -> int:
     from crossnet_dist.serving.client import RemoteTranslateError, translate_files_remote
 
     try:
-        report = translate_files_remote(args.endpoint, args.direction, args.inputs, args.out, token=args.token)
+        report = translate_files_remote(args.endpoint, args.direction, args.inputs, args.out, token=args.token,
+                                        resolution=args.resolution)
     except RemoteTranslateError as err:
         print(f"crossnet translate: error: {args.endpoint}: {err}", file=sys.stderr)
         return 2

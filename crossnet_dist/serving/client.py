@@ -54,15 +54,17 @@ def translate_remote(
     token: str | None = None,
     timeout_s: float = 60.0,
     content_type: str | None = None,
+    resolution: str = "model",
 ) -> bytes:
-    """POSTs the image to `url`/translate and returns the translated PNG (same size as the input)."""
+    """POSTs the image to `url`/translate and returns the translated PNG (same size as the input);
+    resolution "full" translates at the image's own size."""
     check_direction(direction)
     check_http_url(url)
     token = token if token is not None else os.environ.get(TOKEN_ENV)
     headers = {"Content-Type": content_type or guess_content_type(image_bytes)}
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    query = urllib.parse.urlencode({"direction": direction})
+    query = urllib.parse.urlencode({"direction": direction, "resolution": resolution})
     request = urllib.request.Request(f"{url.rstrip('/')}/translate?{query}", data=image_bytes, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:  # nosec B310 - http(s) only, checked above
@@ -89,6 +91,7 @@ def translate_files_remote(
     inputs: Iterable[str | Path],
     out_dir: str | Path,
     token: str | None = None,
+    resolution: str = "model",
 ) -> TranslateReport:
     """Translates files (or every image in the given folders) through the endpoint, one request each;
     writes OUT/<name>_<direction>.png. A file the endpoint refuses (4xx) is skipped and reported;
@@ -99,7 +102,7 @@ def translate_files_remote(
     report = TranslateReport()
     for path in collect_inputs(inputs):
         try:
-            png = translate_remote(url, path.read_bytes(), direction, token)
+            png = translate_remote(url, path.read_bytes(), direction, token, resolution=resolution)
         except RemoteTranslateError as err:
             if err.status is None or err.status >= 500 or err.status == 401:
                 raise

@@ -52,6 +52,7 @@ class TranslatorModel:
         finally:
             self.source.discard_copy()
         self.image_size = int(self.cfg.model.image_size)
+        self.full, self.full_refused = _full_resolution(self.method, self.cfg, int(settings["full_resolution_tile"]))
         self.max_pixels = int(settings["max_pixels"])
         self.batching = settings["max_batch_size"] > 1
         self._forward_lock = threading.Lock()  # one forward at a time per replica (batching off runs in threads)
@@ -68,39 +69,44 @@ class TranslatorModel:
             "checkpoint": self.source.url,
             "image_size": self.image_size,
             "directions": ["a2b", "b2a"],
+            "resolutions": ["model", "full"] if self.full is not None else ["model"],
             "device": self.device,
             "best_pointer": self.source.pointer,
             "replica": self.replica,
             "load_s": self.load_s,
         }
 
-    async def translate(self, data: bytes, direction: str) -> dict[str, Any]:
+    async def translate(self, data: bytes, direction: str, resolution: str = "model") -> dict[str, Any]:
         """One request: {"png": bytes} or {"status": 4xx, "error": ..., "detail": ...}, plus batch facts."""
         if self.batching:
-            return await self.translate_batch(data, direction)
-        return (await asyncio.to_thread(self._run, [data], [direction]))[0]
+            return await self.translate_batch(data, direction, resolution)
+        return (await asyncio.to_thread(self._run, [data], [direction], [resolution]))[0]
 
     # The decorator's limits are placeholders: __init__ sets them from the config.
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
-    async def translate_batch(self, datas: list[bytes], directions: list[str]) -> list[dict[str, Any]]:
-        return await asyncio.to_thread(self._run, datas, directions)
+    async def translate_batch(self, datas: list[bytes], directions: list[str], resolutions: list[str]) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self._run, datas, directions, resolutions)
 
-    def _run(self, datas: list[bytes], directions: list[str]) -> list[dict[str, Any]]:
+    def _run(self, datas: list[bytes], directions: list[str], resolutions: list[str]) -> list[dict[str, Any]]:
         from crossnet_dist.translate import translate_images
 
         results: list[dict[str, Any]] = [{} for _ in datas]
-        by_direction: dict[str, list[tuple[int, Any]]] = {}
-        for i, (data, direction) in enumerate(zip(datas, directions)):
+        groups: dict[tuple[str, str], list[tuple[int, Any]]] = {}
+        for i, (data, direction, resolution) in enumerate(zip(datas, directions, resolutions)):
+            if resolution == "full" and self.full is None:
+                results[i] = {"status": 400, "error": "bad_resolution", "detail": self.full_refused}
+                continue
             try:
                 image = to_rgb(decode_checked(data, self.max_pixels))
             except RequestRejected as err:  # this request's own 4xx; its batch goes on without it
                 results[i] = {"status": err.status, **err.body()}
                 continue
-            by_direction.setdefault(direction, []).append((i, image))
+            groups.setdefault((direction, resolution), []).append((i, image))
         start = time.perf_counter()
         with self._forward_lock:
-            for direction, items in by_direction.items():
-                outputs = translate_images(self.method, [im for _, im in items], direction, self.image_size, self.device)
+            for (direction, resolution), items in groups.items():
+                outputs = translate_images(self.method, [im for _, im in items], direction, self.image_size, self.device,
+                                           self.full if resolution == "full" else None)
                 for (i, _), out in zip(items, outputs):
                     results[i] = {"png": out}
         forward_s = time.perf_counter() - start
@@ -113,6 +119,16 @@ class TranslatorModel:
                     first = False
             result.update(replica=self.replica, load_s=self.load_s)
         return results
+
+
+def _full_resolution(method, cfg, tile: int):
+    """(FullResolution, None) when the translator can translate at any size, else (None, why not)."""
+    from crossnet_dist.translate import FullResolution, TranslateOptionError
+
+    try:
+        return FullResolution.for_model(method, cfg.model, tile=tile), None
+    except TranslateOptionError as err:
+        return None, str(err)
 
 
 def _replica_id() -> str:

@@ -60,6 +60,19 @@ class ImageHeader:
     height: int
 
 
+RESOLUTIONS = ("model", "full")
+
+
+def check_resolution(resolution: str | None) -> str:
+    if resolution is None:
+        return "model"
+    if resolution not in RESOLUTIONS:
+        raise RequestRejected(
+            400, "bad_resolution",
+            f"query parameter 'resolution' must be one of {', '.join(RESOLUTIONS)} (got {resolution!r})")
+    return resolution
+
+
 def check_direction(direction: str | None) -> str:
     if direction not in DIRECTIONS:
         raise RequestRejected(
