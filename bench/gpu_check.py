@@ -9,7 +9,8 @@ what it measured). Parts, in the order they run:
              fp32, bf16 autocast, bf16 + channels_last; step time, images/s, MFU, host syncs per step
   deepspeed  the two ZeRO-2 engines on one NCCL rank: bf16 vs fp32 losses after 20 steps from the
              same seed (tolerance 2%), peak memory per batch size
-  translate  translate_images at batch 1, 8, 32, fp32 vs bf16; the largest image translated untiled
+  translate  translate_images at batch 1, 8, 32, fp32 vs bf16; the largest image translated untiled,
+             and one of twice its side in tiles
   compile    bf16 + channels_last + torch.compile at batch 4 (last: compiling takes minutes)
 Without a CUDA device every part prints one line saying it is skipped and the script exits 0.
 --cpu-smoke runs every part except compile on the CPU with tiny networks (the suite does, so this
@@ -141,8 +142,11 @@ def markdown(results: dict) -> str:
         tried = "; ".join(f"{a['side']} px: " + (f"{a['seconds']:.2f} s" + (f", {a['peak_mem_gib']:.1f} GiB"
                           if a.get("peak_mem_gib") is not None else "") if "seconds" in a else a.get("error", a.get("skipped")))
                           for a in tr["untiled"]["attempts"])
+        t = tr["tiled"]
+        tiled = (f"{t['side']} px in {t['tile']}-px tiles: {t['seconds']:.2f} s" + (f", {t['peak_mem_gib']:.1f} GiB"
+                 if t.get("peak_mem_gib") is not None else "")) if "seconds" in t else f"{t['side']} px: {t.get('error', t.get('skipped'))}"
         lines += ["", f"Largest square image translated untiled (bf16): {tr['untiled']['largest_side']} px ({tried}). "
-                  f"Tiled: {tr['tiled']}"]
+                  f"Tiled: {tiled}"]
     for name in PARTS:
         part = p.get(name, {})
         for key in ("skipped", "error"):

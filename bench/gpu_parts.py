@@ -341,4 +341,28 @@ def translation(setup: Setup, batches, reps: int, sides) -> dict:
             x = None
             setup.free()
     return {"rows": rows, "untiled": {"largest_side": largest, "attempts": attempts},
-            "tiled": "not measured: tiled translation is not built yet (issue 15, item 1)"}
+            "tiled": tiled_translation(setup, method, cfg, 2 * (largest or sides[0]), tile=max(sides[0], 64))}
+
+
+def tiled_translation(setup: Setup, method, cfg, side: int, tile: int) -> dict:
+    """A side x side image at full resolution in tiles (crossnet_dist/full_resolution.py, bf16), twice
+    the largest untiled side: time and peak memory."""
+    from crossnet_dist.full_resolution import translate_tiled
+    from crossnet_dist.networks.shapes import min_image_side
+    from crossnet_dist.training.precision import StepPrecision
+
+    if setup.left_s() < 60:
+        return {"side": side, "skipped": "time budget"}
+    setup.peak_memory_reset()
+    try:
+        x = torch.zeros(1, 3, side, side, device=setup.device)
+        with torch.no_grad(), StepPrecision(bf16=True).autocast(setup.device.type):
+            t0 = time.perf_counter()
+            translate_tiled(method, x, "a2b", 2 ** cfg.model.n_downsampling, tile, 32, min_side=min_image_side(cfg.model))
+            setup.sync()
+        return {"side": side, "tile": tile, "seconds": time.perf_counter() - t0, "peak_mem_gib": setup.peak_memory_gib()}
+    except (torch.cuda.OutOfMemoryError, RuntimeError) as err:
+        return {"side": side, "tile": tile, "error": f"{type(err).__name__}: {str(err)[:200]}"}
+    finally:
+        x = None
+        setup.free()

@@ -68,6 +68,7 @@ def test_every_cpu_part_runs_with_only_the_gpu_machines_packages(tmp_path):
     assert len(ds["fp32"]["G_total"]) == len(ds["bf16"]["G_total"]) == 20 and ds["fp32"]["finite"] and ds["bf16"]["finite"]
     assert set(ds["relative_difference_last5"]) == {"G_total", "D_total"}
     assert len(parts["translate"]["rows"]) == 6 and parts["translate"]["untiled"]["largest_side"] == 128
+    assert parts["translate"]["tiled"]["side"] == 256 and parts["translate"]["tiled"]["seconds"] > 0
     assert "| crossnet | 2 | bf16+channels_last |" in (out / "gpu_check.md").read_text()
 
 
