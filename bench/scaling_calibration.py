@@ -50,37 +50,13 @@ import torch  # noqa: E402
 
 
 def segmented_bare_loop(cfg, steps: int, warmup: int = 2) -> list[tuple[float, float, float]]:
-    """The bare step (bench/step_bench.py's networks, losses, pools and Adam) timed in the three
-    segments a data-parallel step has between its sync points: G forward + backward (up to the G
-    all-reduce), G update + D forward + backward (up to the D all-reduce), D update (up to the next
-    step's batch all-reduce)."""
-    from bench.step_bench import batches, build
+    """bench/step_bench.py's bare step timed in the three segments a data-parallel step has between
+    its sync points (up to the G all-reduce, up to the D all-reduce, up to the next batch all-reduce)."""
+    from bench.step_bench import bare_loop
 
-    method, g_opt, d_opt, pools = build(cfg)
-    data = batches(cfg)
-    method.train()
-    out = []
-    for i in range(warmup + steps):
-        b = data[i % len(data)]
-        t0 = time.perf_counter()
-        for p in method.discriminators.parameters():
-            p.requires_grad_(False)
-        g_out = method.generator_step(b["a"], b["b"])
-        g_opt.zero_grad(set_to_none=True)
-        g_out.loss.backward()
-        t1 = time.perf_counter()
-        g_opt.step()
-        for p in method.discriminators.parameters():
-            p.requires_grad_(True)
-        d_out = method.discriminator_step(b["a"], b["b"], {d: pools[d].query(f) for d, f in g_out.fakes.items()})
-        d_opt.zero_grad(set_to_none=True)
-        d_out.loss.backward()
-        t2 = time.perf_counter()
-        d_opt.step()
-        t3 = time.perf_counter()
-        if i >= warmup:
-            out.append((t1 - t0, t2 - t1, t3 - t2))
-    return out
+    segments: list[tuple[float, float, float]] = []
+    bare_loop(cfg, steps, warmup=warmup, segments=segments)
+    return segments
 
 
 def concurrent_bare_steps(cfg, steps: int, procs: int) -> list[list[tuple[float, float, float]]]:

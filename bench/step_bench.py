@@ -62,11 +62,13 @@ def build(cfg, channels_last: bool = False, compiled: bool = False):
 
 
 def bare_loop(cfg, steps: int, warmup: int = 3, sync_metrics_every_step: bool = False,
-              channels_last: bool = False, compiled: bool = False) -> list[float]:
+              channels_last: bool = False, compiled: bool = False, segments: list | None = None) -> list[float]:
     """A bare PyTorch loop: the same networks, losses, image pools and torch Adam (foreach) as the
     trainers, no project optimiser wrapper, no DeepSpeed, no Ray. Returns per-step wall times (s).
     Loss terms are summed as tensors and read once at the end, as the trainers do (LossWindow);
-    sync_metrics_every_step=True is the old way: float() of every term, every step."""
+    sync_metrics_every_step=True is the old way: float() of every term, every step.
+    `segments`, if given, receives per step the times between a data-parallel step's sync points:
+    (G forward + backward, G update + D forward + backward, D update + the loss bookkeeping)."""
     method, g_opt, d_opt, pools = build(cfg, channels_last, compiled)
     data = batches(cfg)
     method.train()
@@ -84,6 +86,7 @@ def bare_loop(cfg, steps: int, warmup: int = 3, sync_metrics_every_step: bool = 
         g_out = method.generator_step(x_a, x_b)
         g_opt.zero_grad(set_to_none=True)
         g_out.loss.backward()
+        t1 = time.perf_counter()
         g_opt.step()
         for p in method.discriminators.parameters():
             p.requires_grad_(True)
@@ -91,6 +94,7 @@ def bare_loop(cfg, steps: int, warmup: int = 3, sync_metrics_every_step: bool = 
         d_out = method.discriminator_step(x_a, x_b, fakes)
         d_opt.zero_grad(set_to_none=True)
         d_out.loss.backward()
+        t2 = time.perf_counter()
         d_opt.step()
         terms = {**{k: v.detach() for k, v in g_out.terms.items()}, **{k: v.detach() for k, v in d_out.terms.items()}}
         if sync_metrics_every_step:  # before: float() of every term, every step (a device sync each)
@@ -99,7 +103,10 @@ def bare_loop(cfg, steps: int, warmup: int = 3, sync_metrics_every_step: bool = 
         else:  # the trainers now: tensors summed on the device, read once per log window
             window.add(terms)
         if i >= warmup:
-            times.append(time.perf_counter() - t0)
+            t3 = time.perf_counter()
+            times.append(t3 - t0)
+            if segments is not None:
+                segments.append((t1 - t0, t2 - t1, t3 - t2))
     window.means()
     return times
 

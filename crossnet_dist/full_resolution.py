@@ -128,13 +128,14 @@ def translate_tiled(method, x: Tensor, direction: str, multiple: int, tile: int,
             translate_whole(method, small, direction, multiple, min_side)
         out = torch.zeros_like(x)
         total = torch.zeros(1, 1, h, w, device=x.device)
+        weights = blend_weights(tile, overlap, x.device)
         for top in tile_starts(h, tile, overlap):
             for left in tile_starts(w, tile, overlap):
                 shared.start_pass("apply" if stats_side is not None else "off")
                 patch = x[..., top : top + tile, left : left + tile]
                 y = translate_whole(method, patch, direction, multiple, min_side).float()
                 ph, pw = y.shape[-2:]
-                weight = blend_weights(tile, overlap, x.device)[:ph, :pw]
+                weight = weights[:ph, :pw]
                 out[..., top : top + ph, left : left + pw] += y * weight
                 total[..., top : top + ph, left : left + pw] += weight
     return out / total
