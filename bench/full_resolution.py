@@ -78,9 +78,14 @@ def main() -> int:
         tiled_s = time.perf_counter() - t0
     assert y.shape == x.shape and torch.isfinite(y).all()
     buffers = 2 * x.numel() * 4 / 2**30
+    from crossnet_dist.full_resolution import tile_starts
+
+    n_tiles = len(tile_starts(args.height, args.tile, args.overlap)) * len(tile_starts(args.width, args.tile, args.overlap))
     print(f"{args.width}x{args.height} on {args.threads} threads, tiles {args.tile} px (overlap {args.overlap}): "
           f"{tiled_s:.1f} s, peak +{tiled.gib:.2f} GiB; one tile alone {tile_s:.2f} s, +{one_tile.gib:.2f} GiB; "
           f"the image's input + output buffers {buffers:.2f} GiB")
+    print(f"ratios: peak / (buffers + one tile) {tiled.gib / (buffers + one_tile.gib):.2f}; "
+          f"time / ({n_tiles} tiles x one tile) {tiled_s / (n_tiles * tile_s):.2f}")
     return 0
 
 
