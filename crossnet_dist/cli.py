@@ -154,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     from crossnet_dist.tuning.cli import add_tune_parser
 
     add_tune_parser(sub)
+    from crossnet_dist.export.cli import add_export_parser
+
+    add_export_parser(sub)
     return parser
 
 
