@@ -217,9 +217,8 @@ class DistributedConfig:
     keep_checkpoints: int = 2  # newest checkpoints kept in storage; 0 = keep all
     address: str = ""  # Ray cluster address; "" = RAY_ADDRESS, else a local Ray on 127.0.0.1
     loader: str = "crossnet_dist.data:build_train_loader"  # module:f(data_cfg, image_size, seed, rank, world_size, pin_memory)
-    # a new run starts from this checkpoint of another run (weights, optimiser state, image pools,
-    # step; the LR comes from optim.lr): <storage>/<run>/step_XXXXXXXX, a path or s3:// URL.
-    # "" = from scratch. A run resuming its own checkpoints ignores it. Tune's PBT sets it.
+    # a new run starts from this checkpoint of another run (weights, optimiser state, image pools, step; LR from
+    # optim.lr): <storage>/<run>/step_XXXXXXXX, a path or s3:// URL. "" = from scratch; ignored on resume; PBT sets it.
     init_from: str = ""
     profile_steps: bool = False  # ZeRO-0: perf/part_*_s, where a step's time goes (distributed/step_parts.py)
     fail_at_step: int = 0  # fault injection for tests: worker `fail_rank` kills itself at this step, once
@@ -241,6 +240,7 @@ class ServeConfig:
     max_batch_size: int = 8  # @serve.batch; 1 = batching off
     batch_wait_timeout_s: float = 0.01
     device: str = "auto"  # auto | cpu | cuda | cuda:N (auto: cuda when gpus_per_replica > 0 and one is visible)
+    backend: str = "torch"  # torch: a generator.pt | onnxruntime: files from `crossnet export --format onnx` (CPU)
     cpus_per_replica: float = 1.0
     gpus_per_replica: float = 0.0
     max_body_bytes: int = 16 * 1024 * 1024  # larger uploads get HTTP 413

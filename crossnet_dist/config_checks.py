@@ -203,6 +203,11 @@ def _validate_serve(cfg: DictConfig, fail) -> None:
              "(2**model.n_downsampling)")
     if not _SERVE_DEVICE.match(s.device):
         fail("serve.device", "must be auto, cpu, cuda or cuda:N")
+    if s.backend not in SERVE_BACKENDS:
+        fail("serve.backend", f"must be one of {', '.join(SERVE_BACKENDS)}")
+    if s.backend == "onnxruntime" and (s.device.startswith("cuda") or s.gpus_per_replica > 0):
+        fail("serve.backend", "onnxruntime serves on the CPU (the onnxruntime wheel has the CPU provider only); "
+             "set serve.device=cpu and serve.gpus_per_replica=0, or use backend torch")
     for key in ("cpus_per_replica", "gpus_per_replica"):
         if s[key] < 0:
             fail(f"serve.{key}", "must be >= 0")
@@ -210,6 +215,7 @@ def _validate_serve(cfg: DictConfig, fail) -> None:
         fail("serve.token", "must be a non-empty string or unset")
 
 
+SERVE_BACKENDS = ("torch", "onnxruntime")
 TUNE_SCHEDULERS = ("asha", "pbt", "fifo")
 TUNE_SEARCHERS = ("random", "optuna")
 TUNE_PARAM_TYPES = ("uniform", "loguniform", "quniform", "randint", "choice", "grid")

@@ -31,6 +31,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any, Optional
+from urllib.parse import quote
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -179,7 +180,8 @@ class TranslationIngress:
             "max_body_bytes", "max_pixels", "max_batch_size", "batch_wait_timeout_s", "max_ongoing_requests",
             "max_queued_requests")}
         return JSONResponse({
-            **{k: model[k] for k in ("method", "checkpoint", "image_size", "directions", "device", "best_pointer")},
+            **{k: model[k] for k in ("method", "checkpoint", "backend", "image_size", "directions", "resolutions",
+                                     "device", "best_pointer")},
             "resize": "inputs are resized to image_size x image_size, translated, and resized back to their own size",
             "formats": ["image/png", "image/jpeg", f"{MULTIPART_TYPE} (field '{FORM_FIELD}')"],
             "auth": self.token is not None,
@@ -228,6 +230,7 @@ class TranslationIngress:
             raise RequestRejected(result["status"], result["error"], result["detail"])
         return Response(result["png"], media_type="image/png", headers={
             "X-Input-Size": f"{header.width}x{header.height}", "X-Direction": direction, "X-Resolution": resolution,
+            "X-Checkpoint": quote(result["checkpoint"], safe=":/,@ "),  # which model answered (it changes during an in-place upgrade)
         })
 
     def _check_token(self, request: Request) -> None:

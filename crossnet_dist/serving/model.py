@@ -5,7 +5,8 @@ Requests arrive as raw PNG/JPEG bytes (already header-checked by the ingress) pl
 `serve.batch_wait_timeout_s`); a batch may mix directions and runs one forward per direction.
 Each image is resized to the model's training size, translated, and resized back to its own
 size, so the PNG returned has the input's width and height. A request whose bytes fail to
-decode gets its own 400 result; the rest of its batch is unaffected.
+decode gets its own 400 result; the rest of its batch is unaffected. The forward itself is the
+backend's (serving/backends.py: eager torch, or ONNX Runtime on exported files; `serve.backend`).
 """
 
 from __future__ import annotations
@@ -20,19 +21,20 @@ import torch
 from ray import serve
 
 from crossnet_dist.images import encode_png, to_rgb
-from crossnet_dist.training.checkpoint_source import resolve_checkpoint
 from crossnet_dist.serving.loopback import bind_replica_grpc_to_loopback
 from crossnet_dist.serving.requests import RequestRejected, decode_checked
 
 log = logging.getLogger(__name__)
 
 
-def pick_device(device: str, gpus_per_replica: float) -> str:
-    if device == "auto":
-        return "cuda" if gpus_per_replica > 0 and torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"serve.device={device!r} but this replica sees no GPU (set serve.gpus_per_replica)")
-    return device
+def replica_device(settings: dict[str, Any]) -> str:
+    """serve.device; "auto" is a GPU only when the replica was given one (serve.gpus_per_replica)."""
+    from crossnet_dist.devices import resolve_device
+
+    if settings.get("backend") == "onnxruntime":
+        return "cpu"
+    name = "cpu" if settings["device"] == "auto" and not settings["gpus_per_replica"] else settings["device"]
+    return str(resolve_device(name, "serve.device"))
 
 
 class TranslatorModel:
@@ -41,18 +43,12 @@ class TranslatorModel:
     def __init__(self, checkpoint: str, settings: dict[str, Any]):
         bind_replica_grpc_to_loopback()
         start = time.perf_counter()
-        from crossnet_dist.training.checkpoint import load_translator
+        from crossnet_dist.serving.backends import build_backend
 
         self.settings = settings
         torch.set_num_threads(max(1, int(settings["cpus_per_replica"])))  # no oversubscription beside other replicas
-        self.device = pick_device(settings["device"], settings["gpus_per_replica"])
-        self.source = resolve_checkpoint(checkpoint, settings.get("storage"))
-        try:
-            self.method, self.cfg = load_translator(self.source.local_path, self.device)
-        finally:
-            self.source.discard_copy()
-        self.image_size = int(self.cfg.model.image_size)
-        self.full, self.full_refused = _full_resolution(self.method, self.cfg, int(settings["full_resolution_tile"]))
+        self.device = replica_device(settings)
+        self.backend = build_backend(checkpoint, settings, self.device)
         self.max_pixels = int(settings["max_pixels"])
         self.batching = settings["max_batch_size"] > 1
         self._forward_lock = threading.Lock()  # one forward at a time per replica (batching off runs in threads)
@@ -60,18 +56,19 @@ class TranslatorModel:
         self.translate_batch.set_batch_wait_timeout_s(float(settings["batch_wait_timeout_s"]))
         self.replica = _replica_id()
         self.load_s = time.perf_counter() - start
-        log.info("replica %s loaded %s (%s) on %s in %.2fs", self.replica, self.source.url, self.cfg.method,
-                 self.device, self.load_s)
+        log.info("replica %s loaded %s (%s, %s) on %s in %.2fs", self.replica, self.backend.url,
+                 self.backend.method_name, self.backend.name, self.device, self.load_s)
 
     def info(self) -> dict[str, Any]:
         return {
-            "method": self.cfg.method,
-            "checkpoint": self.source.url,
-            "image_size": self.image_size,
-            "directions": ["a2b", "b2a"],
-            "resolutions": ["model", "full"] if self.full is not None else ["model"],
+            "method": self.backend.method_name,
+            "checkpoint": self.backend.url,
+            "backend": self.backend.name,
+            "image_size": self.backend.image_size,
+            "directions": list(self.backend.directions),
+            "resolutions": list(self.backend.resolutions),
             "device": self.device,
-            "best_pointer": self.source.pointer,
+            "best_pointer": self.backend.pointer,
             "replica": self.replica,
             "load_s": self.load_s,
         }
@@ -88,25 +85,25 @@ class TranslatorModel:
         return await asyncio.to_thread(self._run, datas, directions, resolutions)
 
     def _run(self, datas: list[bytes], directions: list[str], resolutions: list[str]) -> list[dict[str, Any]]:
-        from crossnet_dist.translate import translate_images
+        from crossnet_dist.serving.backends import BackendRefusal
 
         results: list[dict[str, Any]] = [{} for _ in datas]
         groups: dict[tuple[str, str], list[tuple[int, Any]]] = {}
         for i, (data, direction, resolution) in enumerate(zip(datas, directions, resolutions)):
-            if resolution == "full" and self.full is None:
-                results[i] = {"status": 400, "error": "bad_resolution", "detail": self.full_refused}
-                continue
-            try:
+            try:  # this request's own 4xx; its batch goes on without it
                 image = to_rgb(decode_checked(data, self.max_pixels))
-            except RequestRejected as err:  # this request's own 4xx; its batch goes on without it
+                self.backend.check(direction, resolution, image.size)
+            except RequestRejected as err:
                 results[i] = {"status": err.status, **err.body()}
+                continue
+            except BackendRefusal as err:
+                results[i] = {"status": 400, "error": err.error, "detail": str(err)}
                 continue
             groups.setdefault((direction, resolution), []).append((i, image))
         start = time.perf_counter()
         with self._forward_lock:
             for (direction, resolution), items in groups.items():
-                outputs = translate_images(self.method, [im for _, im in items], direction, self.image_size, self.device,
-                                           self.full if resolution == "full" else None)
+                outputs = self.backend.translate([im for _, im in items], direction, resolution)
                 for (i, _), out in zip(items, outputs):
                     results[i] = {"png": out}
         forward_s = time.perf_counter() - start
@@ -117,18 +114,8 @@ class TranslatorModel:
                 if first:  # the batch is reported once, with its first successful request
                     result.update(batch_size=len(datas), forward_s=forward_s)
                     first = False
-            result.update(replica=self.replica, load_s=self.load_s)
+            result.update(replica=self.replica, load_s=self.load_s, checkpoint=self.backend.url)
         return results
-
-
-def _full_resolution(method, cfg, tile: int):
-    """(FullResolution, None) when the translator can translate at any size, else (None, why not)."""
-    from crossnet_dist.translate import FullResolution, TranslateOptionError
-
-    try:
-        return FullResolution.for_model(method, cfg.model, tile=tile), None
-    except TranslateOptionError as err:
-        return None, str(err)
 
 
 def _replica_id() -> str:

@@ -42,16 +42,18 @@ class ResolvedCheckpoint:
             self.local_path.unlink(missing_ok=True)
 
 
-def resolve_checkpoint(source: str, storage_cfg: Any = None, cache_dir: str | Path | None = None) -> ResolvedCheckpoint:
-    """Finds generator.pt for `source` (file or folder, local or s3://) and makes it a local file."""
+def resolve_checkpoint(source: str, storage_cfg: Any = None, cache_dir: str | Path | None = None,
+                       file_name: str = GENERATOR_FILE) -> ResolvedCheckpoint:
+    """Finds `file_name` (generator.pt; an exported a2b.onnx) for `source` (the file or a folder
+    holding it, local or s3://) and makes it a local file."""
     source = str(source)
     if is_s3_url(source):
-        return _resolve_s3(source, storage_cfg, cache_dir)
+        return _resolve_s3(source, storage_cfg, cache_dir, file_name)
     path = Path(source).expanduser()
     if path.is_dir():
-        target = path / GENERATOR_FILE
+        target = path / file_name
         if not target.is_file():
-            raise CheckpointError(f"checkpoint folder {path} has no {GENERATOR_FILE}")
+            raise CheckpointError(f"checkpoint folder {path} has no {file_name}")
         pointer = {p.stem: _read_json(p.read_bytes(), str(p)) for p in sorted(path.glob("*.json"))
                    if p.stat().st_size <= _MAX_POINTER_JSON}
         return ResolvedCheckpoint(source, str(target), target, _drop_none(pointer))
@@ -60,13 +62,13 @@ def resolve_checkpoint(source: str, storage_cfg: Any = None, cache_dir: str | Pa
     return ResolvedCheckpoint(source, str(path), path)
 
 
-def _resolve_s3(source: str, storage_cfg: Any, cache_dir: str | Path | None) -> ResolvedCheckpoint:
+def _resolve_s3(source: str, storage_cfg: Any, cache_dir: str | Path | None, file_name: str) -> ResolvedCheckpoint:
     with opened(source, storage_cfg) as (fs, root):
         try:
             is_dir = fs.isdir(root)
-            target = join(root, GENERATOR_FILE) if is_dir else root
+            target = join(root, file_name) if is_dir else root
             if not fs.isfile(target):
-                what = f"checkpoint folder {source} has no {GENERATOR_FILE}" if is_dir else f"checkpoint not found: {source}"
+                what = f"checkpoint folder {source} has no {file_name}" if is_dir else f"checkpoint not found: {source}"
                 raise CheckpointError(what)
             pointer: dict[str, Any] = {}
             if is_dir:
@@ -78,7 +80,7 @@ def _resolve_s3(source: str, storage_cfg: Any, cache_dir: str | Path | None) -> 
             folder.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=folder, prefix="crossnet-serve-", suffix=".part")
             os.close(fd)
-            local = Path(tmp[: -len(".part")] + "-" + GENERATOR_FILE)
+            local = Path(tmp[: -len(".part")] + "-" + file_name)
             try:
                 fs.get_file(target, tmp)
                 os.replace(tmp, local)
