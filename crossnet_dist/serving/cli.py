@@ -18,7 +18,9 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
         "returns a PNG of the same size (inputs are resized to the model size and back); GET / is a web page, "
         "/healthz, /info and /metrics (Prometheus) are the rest. Settings are the serve.* config keys "
         "(jobs/configs/serve.yaml); flags below override them. Without --address/RAY_ADDRESS a local Ray is "
-        "started on 127.0.0.1 and the command stays in the foreground until Ctrl-C.",
+        "started on 127.0.0.1 and the command stays in the foreground until Ctrl-C. Run against a cluster "
+        "(--address) where the application already runs, it upgrades it in place: Serve swaps in replicas "
+        "with the new checkpoint without dropping a request.",
     )
     serve.add_argument("--checkpoint", required=True, help="generator.pt or a folder containing it (path or s3:// URL)")
     serve.add_argument("--config", default=None, help="YAML config whose serve: section applies (default: built-in)")
@@ -54,17 +56,13 @@ def serve_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def check_checkpoint(checkpoint: str, serve_cfg) -> None:
-    """Resolves and loads the checkpoint here, before Ray deploys anything: a missing, empty, truncated
-    or mismatched one fails at once with the one-line CheckpointError `crossnet translate` gives, not
-    as a replica that never becomes healthy."""
-    from crossnet_dist.training.checkpoint import load_translator
-    from crossnet_dist.training.checkpoint_source import resolve_checkpoint
+    """Loads the checkpoint here with the replicas' backend, before Ray deploys anything: a missing,
+    empty, truncated or mismatched one fails at once with the one-line CheckpointError `crossnet
+    translate` gives, not as a replica that never becomes healthy."""
+    from crossnet_dist.serving.app import serve_settings
+    from crossnet_dist.serving.backends import build_backend
 
-    source = resolve_checkpoint(checkpoint, serve_cfg.storage)
-    try:
-        load_translator(source.local_path)
-    finally:
-        source.discard_copy()
+    build_backend(checkpoint, serve_settings(serve_cfg), "cpu")
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -76,6 +74,9 @@ def run_serve(args: argparse.Namespace) -> int:
     check_checkpoint(args.checkpoint, cfg.serve)
     endpoint = start_endpoint(args.checkpoint, cfg.serve, address=args.address)
     mode = f"autoscaling {cfg.serve.min_replicas}-{cfg.serve.max_replicas}" if cfg.serve.autoscale else str(cfg.serve.replicas)
+    if endpoint.upgraded:
+        print(f"upgraded application '{endpoint.app_name}' in place: its model replicas now serve {args.checkpoint} "
+              "(the old ones finished their requests; none was dropped)", flush=True)
     print(f"serving {args.checkpoint} at {endpoint.url}/ ({mode} model replicas, batches of up to "
           f"{cfg.serve.max_batch_size}); metrics at {endpoint.url}/metrics", flush=True)
     if not (args.blocking or endpoint.started_ray):

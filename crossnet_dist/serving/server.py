@@ -33,6 +33,7 @@ class Endpoint:
     url: str  # http://host:port/prefix (no trailing slash)
     app_name: str
     started_ray: bool  # this process started a local Ray, and stops it with the endpoint
+    upgraded: bool = False  # the application was already running: Serve upgraded it in place
 
 
 def connect_ray(address: str | None = None, num_cpus: float | None = None) -> bool:
@@ -52,7 +53,12 @@ def start_endpoint(
     ready_timeout_s: float = 180.0,
 ) -> Endpoint:
     """Deploys the application (starting Ray and Serve if needed) and waits until /healthz and a
-    model replica answer. Serve's HTTP proxy listens on serve.host:serve.port."""
+    model replica answer. Serve's HTTP proxy listens on serve.host:serve.port.
+
+    An application of the same name already running is upgraded in place: Serve replaces its model
+    replicas (a rolling update; an old replica stops taking requests, finishes those it holds, then is
+    replaced), and requests arriving while no replica is up wait in the handle's queue instead of
+    failing. `serve.run` returns once the new replicas run, so this returns after the swap."""
     from ray import serve
 
     from crossnet_dist.serving.app import build_application
@@ -60,6 +66,7 @@ def start_endpoint(
     started_ray = connect_ray(address, num_cpus)
     try:
         serve.start(http_options={"host": serve_cfg.host, "port": int(serve_cfg.port)})
+        upgraded = app_name in serve.status().applications
         serve.run(build_application(str(checkpoint), serve_cfg), name=app_name, route_prefix=route_prefix, blocking=False)
         host = LOOPBACK if serve_cfg.host in ("0.0.0.0", "::") else serve_cfg.host  # nosec B104 - a wildcard bind is reached on loopback
         url = f"http://{host}:{int(serve_cfg.port)}{route_prefix.rstrip('/')}"
@@ -68,7 +75,7 @@ def start_endpoint(
         if started_ray:
             _shutdown(True)
         raise
-    return Endpoint(url, app_name, started_ray)
+    return Endpoint(url, app_name, started_ray, upgraded)
 
 
 def wait_ready(url: str, token: str | None, timeout_s: float) -> dict:
