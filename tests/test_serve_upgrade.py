@@ -9,7 +9,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from urllib.parse import unquote
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # before ray is imported (NOTES-stack.md)
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local tests only
@@ -24,8 +23,14 @@ pytestmark = pytest.mark.timeout(240)
 CLIENTS = 8
 
 
+def redeploy(checkpoint, address: str, overrides: list[str]) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "crossnet_dist", "serve", "--checkpoint", str(checkpoint), "--address", address]
+    return subprocess.run([*command, *overrides], capture_output=True, text=True, timeout=180,
+                          env={**os.environ, "RAY_ADDRESS": ""})
+
+
 class Clients:
-    """CLIENTS threads posting translations back to back; each answer's status and X-Checkpoint."""
+    """CLIENTS threads posting translations back to back; each answer's status and X-Model-Revision."""
 
     def __init__(self, url: str):
         self.url, self.body = f"{url}/translate?direction=a2b", image_bytes((48, 40))
@@ -38,7 +43,7 @@ class Clients:
             start = time.perf_counter()
             try:
                 status, headers, _ = post(self.url, self.body, timeout=60)
-                checkpoint = unquote({k.lower(): v for k, v in headers.items()}.get("x-checkpoint", ""))
+                checkpoint = {k.lower(): v for k, v in headers.items()}.get("x-model-revision", "")
             except OSError as err:  # a dropped connection counts as a failure
                 status, checkpoint = 0, repr(err)
             with self.lock:
@@ -62,31 +67,37 @@ def running(tmp_path_factory):
     from crossnet_dist.serving.server import start_endpoint, stop_endpoint
     from crossnet_dist.storage.ports import free_port
 
-    tmp = tmp_path_factory.mktemp("upgrade")
-    old = write_checkpoint(tmp / "old" / "generator.pt", tiny_config(None), seed=1)
-    new = write_checkpoint(tmp / "new" / "generator.pt", tiny_config(None), seed=2)
+    best = tmp_path_factory.mktemp("upgrade") / "best"  # a campaign's best pointer, rewritten by the test
+    write_checkpoint(best / "generator.pt", tiny_config(None), seed=1)
     overrides = ["serve.cpus_per_replica=0.5", f"serve.port={free_port()}"]
-    endpoint = start_endpoint(str(old), load_config(None, overrides).serve, num_cpus=4)
+    endpoint = start_endpoint(str(best), load_config(None, overrides).serve, num_cpus=4)
     try:
-        yield endpoint, old, new, overrides, ray.get_runtime_context().gcs_address
+        yield endpoint, best, overrides, ray.get_runtime_context().gcs_address
     finally:
         stop_endpoint(endpoint)
 
 
-def test_a_new_checkpoint_replaces_the_served_one_without_a_failed_request(running):
-    endpoint, old, new, overrides, address = running
+def served_model(url: str) -> str:
+    from crossnet_dist.serving.server import wait_ready
+
+    return wait_ready(url, None, 30)["model_revision"]
+
+
+def test_a_new_best_checkpoint_replaces_the_served_one_without_a_failed_request(running):
+    endpoint, best, overrides, address = running
+    old = served_model(endpoint.url)
     clients = Clients(endpoint.url)
     for thread in clients.threads:
         thread.start()
     try:
         assert clients.wait_for(lambda a: len(a) >= 2 * CLIENTS, 60), "the clients got no answers before the swap"
-        env = {**os.environ, "RAY_ADDRESS": ""}
-        upgrade = subprocess.run(
-            [sys.executable, "-m", "crossnet_dist", "serve", "--checkpoint", str(new), "--address", address, *overrides],
-            capture_output=True, text=True, timeout=180, env=env)
+        write_checkpoint(best / "generator.pt", tiny_config(None), seed=2)  # the campaign found a better one
+        upgrade = redeploy(best, address, overrides)
         assert upgrade.returncode == 0, upgrade.stderr[-3000:]
         assert "upgraded application 'crossnet' in place" in upgrade.stdout
-        answered_by_new = lambda a: sum(c == str(new) for _, c, _ in a) >= 2 * CLIENTS  # noqa: E731
+        new = served_model(endpoint.url)
+        assert new != old
+        answered_by_new = lambda a: sum(c == new for _, c, _ in a) >= 2 * CLIENTS  # noqa: E731
         assert clients.wait_for(answered_by_new, 60), (
             f"no answers from the new checkpoint after the upgrade: {Counter((s, c) for s, c, _ in clients.answers)}")
     finally:
@@ -97,8 +108,9 @@ def test_a_new_checkpoint_replaces_the_served_one_without_a_failed_request(runni
     failed = [(status, checkpoint) for status, checkpoint, _ in answers if status != 200]
     assert failed == [], f"{len(failed)} of {len(answers)} requests failed during the swap: {failed[:5]}"
     served = [checkpoint for _, checkpoint, _ in answers]
-    first_new = served.index(str(new))
-    assert set(served[:first_new]) == {str(old)}
+    first_new = served.index(new)
+    assert set(served[:first_new]) == {old}
     # with one replica, Serve stops the old one (after its requests) before the new one runs: requests
     # meanwhile wait in the queue; the longest wait shows the gap
     print(f"swap: {len(answers)} requests, 0 failed, longest {max(s for _, _, s in answers):.2f} s")
+

@@ -31,7 +31,6 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any, Optional
-from urllib.parse import quote
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -181,7 +180,7 @@ class TranslationIngress:
             "max_queued_requests")}
         return JSONResponse({
             **{k: model[k] for k in ("method", "checkpoint", "backend", "image_size", "directions", "resolutions",
-                                     "device", "best_pointer")},
+                                     "device", "best_pointer", "model_revision", "replica")},
             "resize": "inputs are resized to image_size x image_size, translated, and resized back to their own size",
             "formats": ["image/png", "image/jpeg", f"{MULTIPART_TYPE} (field '{FORM_FIELD}')"],
             "auth": self.token is not None,
@@ -230,7 +229,7 @@ class TranslationIngress:
             raise RequestRejected(result["status"], result["error"], result["detail"])
         return Response(result["png"], media_type="image/png", headers={
             "X-Input-Size": f"{header.width}x{header.height}", "X-Direction": direction, "X-Resolution": resolution,
-            "X-Checkpoint": quote(result["checkpoint"], safe=":/,@ "),  # which model answered (it changes during an in-place upgrade)
+            "X-Model-Revision": result["model_revision"],  # which model answered (it changes with an in-place upgrade)
         })
 
     def _check_token(self, request: Request) -> None:
@@ -331,6 +330,10 @@ def build_app(args: dict[str, Any]):
 
         import_path: crossnet_dist.serving.app:build_app
         args: {checkpoint: s3://bucket/campaign/best/, config: jobs/configs/serve.yaml, overrides: [serve.replicas=2]}
+
+    `revision` (optional, any string) is otherwise unused: Serve versions a config-file application by
+    its config, so changing `revision` makes an unchanged `checkpoint` path (a best/ folder a campaign
+    rewrote) reload: an in-place upgrade. Imperative deploys (`crossnet serve`) always reload.
     """
     from crossnet_dist.config import ConfigError, load_config
 
@@ -340,7 +343,8 @@ def build_app(args: dict[str, Any]):
         raise ConfigError("application arg 'checkpoint' is required (a generator.pt or a best-pointer folder)")
     overrides = list(args.pop("overrides", []) or [])
     config_path = args.pop("config", None)
+    args.pop("revision", None)
     if args:
-        raise ConfigError(f"unknown application args {sorted(args)}: expected checkpoint, config, overrides")
+        raise ConfigError(f"unknown application args {sorted(args)}: expected checkpoint, config, overrides, revision")
     cfg = load_config(config_path, overrides)
     return build_application(str(checkpoint), cfg.serve)

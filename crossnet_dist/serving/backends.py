@@ -40,6 +40,7 @@ class TorchBackend:
         self.device = device
         source = resolve_checkpoint(checkpoint, settings.get("storage"))
         try:
+            self.revision = content_revision([source.local_path])
             self.method, cfg = load_translator(source.local_path, device)
         finally:
             source.discard_copy()
@@ -81,6 +82,7 @@ class OnnxBackend:
         self.sessions: dict[str, Any] = {}
         self.meta: dict[str, dict[str, Any]] = {}
         sources = _exported_files(checkpoint, settings.get("storage"))
+        self.revision = content_revision([source.local_path for source in sources])
         for source in sources:
             try:
                 session = ort.InferenceSession(str(source.local_path), options, providers=["CPUExecutionProvider"])
@@ -125,6 +127,19 @@ class OnnxBackend:
         resized = [im.resize((side, side), Image.Resampling.BICUBIC) for im in images]
         out = _from_batch(session.run(None, {"image": _to_batch(resized, 0)})[0], [(side, side)] * len(images))
         return [y.resize(im.size, Image.Resampling.BICUBIC) for y, im in zip(out, images)]
+
+
+def content_revision(paths) -> str:
+    """The first 12 hex digits of the SHA-256 of the files' bytes: which model a replica serves (the
+    same path, a campaign's best/ folder, holds another model after the campaign improves on it)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:12]
 
 
 def build_backend(checkpoint: str, settings: dict[str, Any], device: str):

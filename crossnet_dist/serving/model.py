@@ -69,6 +69,7 @@ class TranslatorModel:
             "resolutions": list(self.backend.resolutions),
             "device": self.device,
             "best_pointer": self.backend.pointer,
+            "model_revision": self.backend.revision,
             "replica": self.replica,
             "load_s": self.load_s,
         }
@@ -114,7 +115,7 @@ class TranslatorModel:
                 if first:  # the batch is reported once, with its first successful request
                     result.update(batch_size=len(datas), forward_s=forward_s)
                     first = False
-            result.update(replica=self.replica, load_s=self.load_s, checkpoint=self.backend.url)
+            result.update(replica=self.replica, load_s=self.load_s, model_revision=self.backend.revision)
         return results
 
 
