@@ -232,9 +232,9 @@ def serve_rows() -> list[tuple[str, str, str, str]]:
     from bench import serve as serve_bench
 
     r = serve_bench.measure(requests=60, level_timeout=10.0)
-    bare = r["bare"]
+    bare = r["bare"]["torch"]
     res = {(name, clients): result for name, clients, result in r["rows"]}
-    one, b16, u16 = res[("batched", 1)], res[("batched", 16)], res[("unbatched", 16)]
+    one, b16, u16, o16 = res[("batched", 1)], res[("batched", 16)], res[("unbatched", 16)], res[("onnx", 16)]
     return [
         ("(e) serve p50 latency, 1 client / bare model", f"{one['p50'] * 1e3:.1f} ms", f"{bare['p50'] * 1e3:.1f} ms",
          f"{one['p50'] / bare['p50']:.2f}"),
@@ -242,6 +242,8 @@ def serve_rows() -> list[tuple[str, str, str, str]]:
          f"{bare['rps']:.1f} img/s", f"{b16['rps'] / bare['rps']:.2f}"),
         ("(e) serve throughput, 16 clients: batched / unbatched", f"{b16['rps']:.1f} req/s", f"{u16['rps']:.1f} req/s",
          f"{b16['rps'] / u16['rps']:.2f}"),
+        ("(e) serve throughput, 16 clients: backend onnxruntime / torch (both batched)", f"{o16['rps']:.1f} req/s",
+         f"{b16['rps']:.1f} req/s", f"{o16['rps'] / b16['rps']:.2f}"),
     ]
 
 

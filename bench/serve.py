@@ -3,12 +3,13 @@
     python bench/serve.py                        # tiny CrossNet trained for 2 steps (32x32 model)
     python bench/serve.py --checkpoint runs/x/generator.pt --requests 200
 
-Two Serve applications on one local Ray: "batched" (@serve.batch, serve.max_batch_size, 5 ms wait)
-and "unbatched" (max_batch_size=1), one model replica each. For 1, 4 and 16 concurrent clients it
-sends a bounded number of POST /translate requests (and stops a level after --level-timeout seconds),
-then prints p50/p99 latency and throughput, and ratios against the bare model measured in this
-process: the same image through `translate_images` (decode + resize + forward + resize + PNG
-encode) without HTTP or Ray, sequentially.
+Three Serve applications on one local Ray: "batched" (@serve.batch, serve.max_batch_size, 5 ms
+wait), "unbatched" (max_batch_size=1) and "onnx" (batched, serve.backend=onnxruntime on the files
+`crossnet export` writes from the same checkpoint), one model replica each. For 1, 4 and 16
+concurrent clients it sends a bounded number of POST /translate requests (and stops a level after
+--level-timeout seconds), then prints p50/p99 latency and throughput, and ratios against the bare
+model measured in this process: the same image decoded, translated (resize + forward + resize) by the
+replica's backend and PNG-encoded, without HTTP or Ray, sequentially; and onnx against batched torch.
 """
 
 from __future__ import annotations
@@ -59,21 +60,23 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def bare_model(checkpoint: Path, data: bytes, repeats: int) -> dict[str, float]:
-    """Sequential in-process translation of the same request: decode, translate_images, encode."""
+def bare_model(checkpoint: Path, data: bytes, repeats: int, backend: str = "torch") -> dict[str, float]:
+    """Sequential in-process translation of the same request: decode, the backend's translate, encode."""
     import torch
 
+    from crossnet_dist.config import load_config
     from crossnet_dist.images import decode_image, encode_png
-    from crossnet_dist.training.checkpoint import load_translator
-    from crossnet_dist.translate import translate_images
+    from crossnet_dist.serving.app import serve_settings
+    from crossnet_dist.serving.backends import build_backend
 
     torch.set_num_threads(1)  # as one serve replica with cpus_per_replica=1
-    method, cfg = load_translator(checkpoint, "cpu")
+    settings = serve_settings(load_config(None, ["serve.cpus_per_replica=1", f"serve.backend={backend}"]).serve)
+    model = build_backend(str(checkpoint), settings, "cpu")
     times = []
     for i in range(repeats + 5):
         start = time.perf_counter()
         image = decode_image(data)
-        encode_png(translate_images(method, [image], "a2b", cfg.model.image_size)[0])
+        encode_png(model.translate([image], "a2b", "model")[0])
         if i >= 5:  # warm-up
             times.append(time.perf_counter() - start)
     return {"p50": statistics.median(times), "p99": percentile(times, 0.99), "rps": len(times) / sum(times)}
@@ -125,22 +128,30 @@ def measure(checkpoint: str | None = None, requests: int = 160, level_timeout: f
     from crossnet_dist.serving.server import connect_ray, wait_ready
     from crossnet_dist.storage.ports import free_port
 
+    from crossnet_dist.export import export_checkpoint
+
     workdir = Path(tempfile.mkdtemp(prefix="crossnet-bench-serve-"))
     checkpoint = Path(checkpoint) if checkpoint else tiny_checkpoint(workdir)
+    exported = workdir / "exported"
+    for direction in ("a2b", "b2a"):
+        export_checkpoint(str(checkpoint), "onnx", direction, str(exported / f"{direction}.onnx"))
     data = input_png(input_size)
-    bare = bare_model(checkpoint, data, repeats=100)
+    bare = {"torch": bare_model(checkpoint, data, 100), "onnx": bare_model(exported, data, 100, "onnxruntime")}
     port = free_port()
     settings = ["serve.cpus_per_replica=1", f"serve.max_ongoing_requests={max(32, max_batch_size)}", "serve.max_queued_requests=-1"]
     batched = load_config(None, [*settings, f"serve.max_batch_size={max_batch_size}", "serve.batch_wait_timeout_s=0.005"]).serve
     unbatched = load_config(None, [*settings, "serve.max_batch_size=1"]).serve
+    onnx = load_config(None, [*settings, f"serve.max_batch_size={max_batch_size}", "serve.batch_wait_timeout_s=0.005",
+                              "serve.backend=onnxruntime"]).serve
     connect_ray(num_cpus=4)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run_many([RunTarget(build_application(str(checkpoint), batched), name="batched", route_prefix="/batched"),
-                        RunTarget(build_application(str(checkpoint), unbatched), name="unbatched", route_prefix="/unbatched")])
+                        RunTarget(build_application(str(checkpoint), unbatched), name="unbatched", route_prefix="/unbatched"),
+                        RunTarget(build_application(str(exported), onnx), name="onnx", route_prefix="/onnx")])
         base = f"http://127.0.0.1:{port}"
         rows = []
-        for name in ("unbatched", "batched"):
+        for name in ("unbatched", "batched", "onnx"):
             url = f"{base}/{name}"
             wait_ready(url, None, 120)
             load(url, data, 4, 20, 10)  # warm-up
@@ -166,17 +177,25 @@ def main() -> int:
     bare, rows = r["bare"], r["rows"]
     print(f"model: {r['checkpoint']}{' (tiny CrossNet, 32x32, 2 training steps)' if not args.checkpoint else ''}; "
           f"input {args.input_size}x{args.input_size} PNG; {os.cpu_count()} CPUs")
-    print(f"\nbare model (in process, sequential): p50 {bare['p50'] * 1e3:.1f} ms  p99 {bare['p99'] * 1e3:.1f} ms  "
-          f"{bare['rps']:.0f} img/s")
+    for backend, b in bare.items():
+        print(f"bare model, {backend:<5} (in process, sequential): p50 {b['p50'] * 1e3:.1f} ms  p99 {b['p99'] * 1e3:.1f} ms  "
+              f"{b['rps']:.0f} img/s")
     print(f"\n{'mode':<10} {'clients':>7} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>7} "
-          f"{'p50/bare':>9} {'req/s / bare':>13} {'batched/unbatched req/s':>24}")
+          f"{'p50/bare':>9} {'req/s / bare':>13} {'vs unbatched':>13} {'onnx/torch':>11}")
     throughput = {(name, clients): result["rps"] for name, clients, result in rows}
+    latency = {(name, clients): result["p50"] for name, clients, result in rows}
     for name, clients, result in rows:
-        versus = f"{throughput[('batched', clients)] / throughput[('unbatched', clients)]:.2f}" if name == "batched" else ""
+        own = bare["onnx" if name == "onnx" else "torch"]
+        versus = f"{throughput[(name, clients)] / throughput[('unbatched', clients)]:.2f}" if name != "unbatched" else ""
+        onnx = (f"{throughput[('onnx', clients)] / throughput[('batched', clients)]:.2f} "
+                f"{latency[('onnx', clients)] / latency[('batched', clients)]:.2f}" if name == "onnx" else "")
         print(f"{name:<10} {clients:>7} {result['n']:>5} {result['p50'] * 1e3:>8.1f} {result['p99'] * 1e3:>8.1f} "
-              f"{result['rps']:>7.1f} {result['p50'] / bare['p50']:>9.2f} {result['rps'] / bare['rps']:>13.2f} {versus:>24}")
+              f"{result['rps']:>7.1f} {result['p50'] / own['p50']:>9.2f} {result['rps'] / own['rps']:>13.2f} {versus:>13} "
+              f"{onnx:>11}")
         if result["failed"]:
             print(f"  ({result['failed']} requests failed)")
+    print("(p50/bare and req/s / bare: against the same backend's bare model; onnx/torch: throughput, p50 latency "
+          "of the onnx app over the batched torch app)")
     values = r["batch"]
     if values.get("crossnet_serve_batch_size_count"):
         print(f"\nbatched app: mean batch size {values['crossnet_serve_batch_size_sum'] / values['crossnet_serve_batch_size_count']:.2f}"
