@@ -13,7 +13,7 @@ export DS_ACCELERATOR ?= cpu
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER ?= 0
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: setup setup-runtime system-packages test demo bench bench-train bench-serve bench-quality gpu-bundle audit clean
+.PHONY: setup setup-runtime system-packages test demo bench bench-train bench-serve bench-load bench-quality gpu-bundle audit clean
 
 setup: $(STAMP) $(EMOJI_TARBALLS) system-packages
 
@@ -59,6 +59,10 @@ bench-serve: setup
 	$(BIN)/python bench/serve.py
 
 # Distributed training: 1 vs 2 workers step time, ZeRO 0/2/3 per-rank memory (ratios vs baselines).
+# A locust load test (bench/locustfile.py) against a local endpoint, bounded in time (127.0.0.1 only).
+bench-load: setup
+	$(BIN)/python bench/load_test.py
+
 bench-train: setup
 	$(BIN)/python bench/train_scaling.py
 

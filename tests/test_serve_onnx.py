@@ -89,3 +89,12 @@ def test_full_resolution_beyond_the_untiled_limit_is_a_400_pointing_to_the_torch
     assert status == 400
     answer = json.loads(body)
     assert answer["error"] == "bad_resolution" and "backend torch" in answer["detail"]
+
+
+def test_the_locust_scenario_loads_the_endpoint_in_the_directions_it_serves(endpoint, tmp_path):
+    from bench.load_test import run_locust
+
+    result = run_locust(endpoint, users=4, seconds=3, out_dir=tmp_path)
+    translated = {name: row for name, row in result["rows"].items() if name.startswith("/translate")}
+    assert list(translated) == ["/translate a2b"]  # b2a is not served here: /info said so
+    assert int(translated["/translate a2b"]["Request Count"]) > 10 and result["failures"] == []
