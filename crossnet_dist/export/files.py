@@ -48,8 +48,8 @@ def export_checkpoint(checkpoint: str, fmt: str, direction: str, out: str, stora
         raise ExportError(f"format must be one of {', '.join(FORMATS)} (got {fmt!r})")
     source = resolve_checkpoint(checkpoint, storage_cfg)
     try:
-        method, cfg = load_translator(source.local_path)
-        payload_facts = _checkpoint_facts(source.local_path)
+        payload_facts: dict[str, Any] = {}
+        method, cfg = load_translator(source.local_path, facts=payload_facts)
     finally:
         source.discard_copy()
     try:
@@ -116,13 +116,6 @@ def read_onnx_metadata(session, name: str) -> dict[str, Any]:
         raise CheckpointError(f"{name}: metadata {metadata.get('format')!r} version {metadata.get('version')} "
                               f"is not {EXPORT_FORMAT} version <= {EXPORT_VERSION}")
     return metadata
-
-
-def _checkpoint_facts(path) -> dict[str, Any]:
-    from crossnet_dist.training.checkpoint import SERVING_FORMAT, TRAIN_FORMAT, load_checked
-
-    payload = load_checked(path, (SERVING_FORMAT, TRAIN_FORMAT))
-    return {"step": payload.get("step"), "ema": bool(payload.get("ema"))}
 
 
 class _local_target:

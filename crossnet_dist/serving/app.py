@@ -4,6 +4,7 @@
     GET  /healthz               {"status": "ok"}; never needs the token
     GET  /info                  method, checkpoint, image size, directions, limits (token if set)
     GET  /metrics               Prometheus text format; never needs the token
+    GET  /examples[/{index}]    the page's example images from the held-out split (token if set)
     GET  /openapi.json          the OpenAPI schema of these routes
     POST /translate?direction=a2b|b2a[&resolution=model|full]
                                 body: PNG/JPEG bytes (Content-Type image/png or image/jpeg), or a
@@ -146,6 +147,7 @@ class TranslationIngress:
         os.environ[HEADER_LIMIT_ENV] = str(int(settings["max_header_bytes"]))
         self.max_pixels = int(settings["max_pixels"])
         self.metrics = ServeMetrics()
+        self._examples: list[dict[str, Any]] | None = None  # the model's held-out examples, asked once
         self.page = _static("index.html")
         self.script = _static("app.js")
 
@@ -180,12 +182,39 @@ class TranslationIngress:
             "max_queued_requests")}
         return JSONResponse({
             **{k: model[k] for k in ("method", "checkpoint", "backend", "image_size", "directions", "resolutions",
-                                     "device", "best_pointer", "model_revision", "replica")},
+                                     "device", "best_pointer", "model_revision", "replica", "step", "ema")},
             "resize": "inputs are resized to image_size x image_size, translated, and resized back to their own size",
             "formats": ["image/png", "image/jpeg", f"{MULTIPART_TYPE} (field '{FORM_FIELD}')"],
             "auth": self.token is not None,
             "limits": limits,
         })
+
+    @api.get("/examples")
+    async def examples(self, request: Request) -> JSONResponse:
+        """The held-out images the web page offers: [{"index", "domain", "direction", "name", "width", "height"}]."""
+        try:
+            self._check_token(request)
+        except RequestRejected as err:
+            return _error(err)
+        return JSONResponse([{"index": i, **{k: v for k, v in e.items() if k != "png"}}
+                             for i, e in enumerate(await self._held_out())])
+
+    @api.get("/examples/{index}", response_class=Response,
+             responses={"200": {"content": {"image/png": {}}}, "401": _ERROR_RESPONSE, "404": _ERROR_RESPONSE})
+    async def example(self, request: Request, index: int) -> Response:
+        try:
+            self._check_token(request)
+            found = await self._held_out()
+            if not 0 <= index < len(found):
+                raise RequestRejected(404, "not_found", f"no example {index}: GET /examples lists {len(found)}")
+        except RequestRejected as err:
+            return _error(err)
+        return Response(found[index]["png"], media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+
+    async def _held_out(self) -> list[dict[str, Any]]:
+        if self._examples is None:
+            self._examples = await self.model.examples.remote()
+        return self._examples
 
     @api.post("/translate", openapi_extra=_TRANSLATE_OPENAPI)
     async def translate(

@@ -41,9 +41,11 @@ class TorchBackend:
         source = resolve_checkpoint(checkpoint, settings.get("storage"))
         try:
             self.revision = content_revision([source.local_path])
-            self.method, cfg = load_translator(source.local_path, device)
+            self.facts: dict[str, Any] = {}
+            self.method, cfg = load_translator(source.local_path, device, self.facts)
         finally:
             source.discard_copy()
+        self.data_cfg = cfg.data  # where the held-out examples of the web page come from
         self.url, self.pointer, self.method_name = source.url, source.pointer, cfg.method
         self.image_size = int(cfg.model.image_size)
         self.directions = DIRECTIONS
@@ -97,6 +99,8 @@ class OnnxBackend:
                                       "direction's file after it (a2b.onnx, b2a.onnx)")
             self.sessions[meta["direction"]], self.meta[meta["direction"]] = session, meta
         first = next(iter(self.meta.values()))
+        self.facts = {"step": first.get("step"), "ema": first.get("ema")}
+        self.data_cfg = None  # an exported file carries no data set
         self.url = ", ".join(source.url for source in sources)
         self.pointer = sources[0].pointer
         self.method_name, self.image_size = first["method"], int(first["image_size"])

@@ -55,6 +55,7 @@ class TranslatorModel:
         self.translate_batch.set_max_batch_size(int(settings["max_batch_size"]))
         self.translate_batch.set_batch_wait_timeout_s(float(settings["batch_wait_timeout_s"]))
         self.replica = _replica_id()
+        self._examples: list[dict[str, Any]] | None = None
         self.load_s = time.perf_counter() - start
         log.info("replica %s loaded %s (%s, %s) on %s in %.2fs", self.replica, self.backend.url,
                  self.backend.method_name, self.backend.name, self.device, self.load_s)
@@ -70,9 +71,19 @@ class TranslatorModel:
             "device": self.device,
             "best_pointer": self.backend.pointer,
             "model_revision": self.backend.revision,
+            "step": self.backend.facts.get("step"),
+            "ema": self.backend.facts.get("ema"),
             "replica": self.replica,
             "load_s": self.load_s,
         }
+
+    async def examples(self) -> list[dict[str, Any]]:
+        """The web page's example images (serving/examples.py), read on the first call."""
+        if self._examples is None:
+            from crossnet_dist.serving.examples import held_out_examples
+
+            self._examples = await asyncio.to_thread(held_out_examples, self.backend.data_cfg)
+        return self._examples
 
     async def translate(self, data: bytes, direction: str, resolution: str = "model") -> dict[str, Any]:
         """One request: {"png": bytes} or {"status": 4xx, "error": ..., "detail": ...}, plus batch facts."""

@@ -99,13 +99,16 @@ def serving_payload(method, config_container: dict[str, Any], step: int, ema=Non
     }
 
 
-def load_translator(path: str | Path, device: str | torch.device = "cpu"):
+def load_translator(path: str | Path, device: str | torch.device = "cpu", facts: dict[str, Any] | None = None):
     """Loads a serving or training checkpoint as an inference-only method (E and D of both
-    directions; a training checkpoint's EMA weights when it has them). Returns (method, config)."""
+    directions; a training checkpoint's EMA weights when it has them). Returns (method, config);
+    `facts`, if given, receives the checkpoint's "step" and "ema" (whether the weights are averaged)."""
     from crossnet_dist.config import config_from_container
     from crossnet_dist.methods import build_method
 
     payload = load_checked(path, (SERVING_FORMAT, TRAIN_FORMAT))
+    if facts is not None:
+        facts.update(step=payload.get("step"), ema=bool(payload.get("ema")))
     cfg = config_from_container(payload["config"])
     method = build_method(cfg, inference=True)
     if payload["format"] == SERVING_FORMAT:
