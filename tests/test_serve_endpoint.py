@@ -119,6 +119,19 @@ def test_round_trip_both_directions_keeps_the_input_size(endpoints):
     assert status == 200 and Image.open(io.BytesIO(png)).size == (40, 30)
 
 
+def test_each_translation_says_where_its_time_went(endpoints):
+    start = time.perf_counter()
+    status, headers, _ = post(f"{endpoints['main']}/translate?direction=a2b", image_bytes((50, 37)))
+    elapsed_ms = (time.perf_counter() - start) * 1e3
+    assert status == 200
+    parts = dict(item.split(";dur=") for item in headers["server-timing"].split(", "))
+    assert list(parts) == ["ingress", "hop", "decode", "queue", "forward", "encode"]
+    ms = {name: float(value) for name, value in parts.items()}
+    assert all(v >= 0 for v in ms.values()) and ms["forward"] > 0
+    # the model's parts and the hop happen within the ingress's time, which is within the client's
+    assert ms["hop"] + ms["decode"] + ms["queue"] + ms["forward"] + ms["encode"] <= ms["ingress"] + 0.05 <= elapsed_ms
+
+
 def test_full_resolution_translates_at_the_images_own_size_in_tiles(endpoints):
     url, data = endpoints["main"], image_bytes((150, 97))
     status, headers, full = post(f"{url}/translate?direction=a2b&resolution=full", data)

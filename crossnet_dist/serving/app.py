@@ -135,6 +135,14 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     return _error(RequestRejected(400, "bad_request", "the request's parameters are malformed"))
 
 
+def server_timing(model: dict[str, float], call_s: float, ingress_s: float) -> str:
+    """The Server-Timing header (ms) of one translation: where its time went after the HTTP proxy.
+    ingress = the ingress replica's whole handling; hop = its call to the model replica minus the
+    model's own parts (Ray's transport both ways, and the replica's event loop and threads)."""
+    parts = {"ingress": ingress_s, "hop": max(0.0, call_s - sum(model.values())), **model}
+    return ", ".join(f"{name};dur={seconds * 1e3:.2f}" for name, seconds in parts.items())
+
+
 @serve.ingress(api)
 class TranslationIngress:
     def __init__(self, model, settings: dict[str, Any]):
@@ -244,6 +252,7 @@ class TranslationIngress:
         return response
 
     async def _translate(self, request: Request, direction: Optional[str], resolution: Optional[str]) -> Response:
+        started = time.perf_counter()
         self._check_token(request)
         direction = check_direction(direction)
         resolution = check_resolution(resolution)
@@ -252,11 +261,14 @@ class TranslationIngress:
         body = await self._read_body(request)
         data = await self._form_image(request, body) if kind == MULTIPART_TYPE else body
         header = probe_image(data, self.max_pixels)
+        called = time.perf_counter()
         result = await self.model.translate.remote(data, direction, resolution)
+        returned = time.perf_counter()
         self.metrics.observe_model(result)
         if "png" not in result:
             raise RequestRejected(result["status"], result["error"], result["detail"])
         return Response(result["png"], media_type="image/png", headers={
+            "Server-Timing": server_timing(result["timing"], returned - called, returned - started),
             "X-Input-Size": f"{header.width}x{header.height}", "X-Direction": direction, "X-Resolution": resolution,
             "X-Model-Revision": result["model_revision"],  # which model answered (it changes with an in-place upgrade)
         })

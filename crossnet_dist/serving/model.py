@@ -1,8 +1,9 @@
 """The model deployment: loads the serving checkpoint once per replica and translates batches.
 
 Requests arrive as raw PNG/JPEG bytes (already header-checked by the ingress) plus a direction.
-`@serve.batch` gathers up to `serve.max_batch_size` of them (waiting at most
-`serve.batch_wait_timeout_s`); a batch may mix directions and runs one forward per direction.
+Each is decoded on its own, then `@serve.batch` gathers up to `serve.max_batch_size` decoded images
+(waiting at most `serve.batch_wait_timeout_s`); a batch may mix directions and runs one forward per
+direction; each result is PNG-encoded on its own again.
 Each image is resized to the model's training size, translated, and resized back to its own
 size, so the PNG returned has the input's width and height. A request whose bytes fail to
 decode gets its own 400 result; the rest of its batch is unaffected. The forward itself is the
@@ -86,48 +87,57 @@ class TranslatorModel:
         return self._examples
 
     async def translate(self, data: bytes, direction: str, resolution: str = "model") -> dict[str, Any]:
-        """One request: {"png": bytes} or {"status": 4xx, "error": ..., "detail": ...}, plus batch facts."""
+        """One request: {"png": bytes, "timing": {part: s}} or {"status": 4xx, "error", "detail"}, plus
+        batch facts. Decoding and encoding run per request in threads, outside the batched forward, so
+        they overlap with other requests' forwards."""
+        from crossnet_dist.serving.backends import BackendRefusal
+
+        facts = {"replica": self.replica, "load_s": self.load_s, "model_revision": self.backend.revision}
+        start = time.perf_counter()
+        try:  # this request's own 4xx; the batch it would have joined goes on without it
+            image = await asyncio.to_thread(self._decode, data, direction, resolution)
+        except RequestRejected as err:
+            return {"status": err.status, **err.body(), **facts}
+        except BackendRefusal as err:
+            return {"status": 400, "error": err.error, "detail": str(err), **facts}
+        decoded = time.perf_counter()
         if self.batching:
-            return await self.translate_batch(data, direction, resolution)
-        return (await asyncio.to_thread(self._run, [data], [direction], [resolution]))[0]
+            out = await self.translate_batch(image, direction, resolution)
+        else:
+            out = (await asyncio.to_thread(self._forward, [image], [direction], [resolution]))[0]
+        encoding = time.perf_counter()
+        png = await asyncio.to_thread(encode_png, out["image"])
+        timing = {"decode": decoded - start, "queue": out["started"] - decoded, "forward": out["forward_s"],
+                  "encode": time.perf_counter() - encoding}
+        result = {"png": png, "timing": timing, **facts}
+        if out["reports_batch"]:  # each batch is reported once, with its first request
+            result.update(batch_size=out["batch_size"], forward_s=out["forward_s"])
+        return result
 
     # The decorator's limits are placeholders: __init__ sets them from the config.
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
-    async def translate_batch(self, datas: list[bytes], directions: list[str], resolutions: list[str]) -> list[dict[str, Any]]:
-        return await asyncio.to_thread(self._run, datas, directions, resolutions)
+    async def translate_batch(self, images: list[Any], directions: list[str], resolutions: list[str]) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self._forward, images, directions, resolutions)
 
-    def _run(self, datas: list[bytes], directions: list[str], resolutions: list[str]) -> list[dict[str, Any]]:
-        from crossnet_dist.serving.backends import BackendRefusal
+    def _decode(self, data: bytes, direction: str, resolution: str):
+        image = to_rgb(decode_checked(data, self.max_pixels))
+        self.backend.check(direction, resolution, image.size)
+        return image
 
-        results: list[dict[str, Any]] = [{} for _ in datas]
-        groups: dict[tuple[str, str], list[tuple[int, Any]]] = {}
-        for i, (data, direction, resolution) in enumerate(zip(datas, directions, resolutions)):
-            try:  # this request's own 4xx; its batch goes on without it
-                image = to_rgb(decode_checked(data, self.max_pixels))
-                self.backend.check(direction, resolution, image.size)
-            except RequestRejected as err:
-                results[i] = {"status": err.status, **err.body()}
-                continue
-            except BackendRefusal as err:
-                results[i] = {"status": 400, "error": err.error, "detail": str(err)}
-                continue
-            groups.setdefault((direction, resolution), []).append((i, image))
-        start = time.perf_counter()
+    def _forward(self, images: list[Any], directions: list[str], resolutions: list[str]) -> list[dict[str, Any]]:
+        """Translated PIL images of one batch, one forward per (direction, resolution) present."""
+        outputs: list[Any] = [None] * len(images)
+        groups: dict[tuple[str, str], list[int]] = {}
+        for i, key in enumerate(zip(directions, resolutions)):
+            groups.setdefault(key, []).append(i)
         with self._forward_lock:
-            for (direction, resolution), items in groups.items():
-                outputs = self.backend.translate([im for _, im in items], direction, resolution)
-                for (i, _), out in zip(items, outputs):
-                    results[i] = {"png": out}
-        forward_s = time.perf_counter() - start
-        first = True
-        for result in results:
-            if "png" in result:
-                result["png"] = encode_png(result["png"])
-                if first:  # the batch is reported once, with its first successful request
-                    result.update(batch_size=len(datas), forward_s=forward_s)
-                    first = False
-            result.update(replica=self.replica, load_s=self.load_s, model_revision=self.backend.revision)
-        return results
+            start = time.perf_counter()
+            for (direction, resolution), indices in groups.items():
+                for i, out in zip(indices, self.backend.translate([images[i] for i in indices], direction, resolution)):
+                    outputs[i] = out
+            forward_s = time.perf_counter() - start
+        return [{"image": out, "started": start, "forward_s": forward_s, "batch_size": len(images), "reports_batch": i == 0}
+                for i, out in enumerate(outputs)]
 
 
 def _replica_id() -> str:
