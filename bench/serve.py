@@ -66,7 +66,7 @@ def bare_model(checkpoint: Path, data: bytes, repeats: int, backend: str = "torc
 
     from crossnet_dist.config import load_config
     from crossnet_dist.images import decode_image, encode_png
-    from crossnet_dist.serving.app import serve_settings
+    from crossnet_dist.serving.deploy import serve_settings
     from crossnet_dist.serving.backends import build_backend
 
     torch.set_num_threads(1)  # as one serve replica with cpus_per_replica=1
@@ -124,7 +124,7 @@ def measure(checkpoint: str | None = None, requests: int = 160, level_timeout: f
     from ray.serve import RunTarget
 
     from crossnet_dist.config import load_config
-    from crossnet_dist.serving.app import build_application
+    from crossnet_dist.serving.deploy import build_application
     from crossnet_dist.serving.server import connect_ray, wait_ready
     from crossnet_dist.storage.ports import free_port
 

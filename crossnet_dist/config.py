@@ -1,8 +1,7 @@
 """Typed configuration: omegaconf structured dataclasses, YAML files and dotted overrides.
 
-`load_config("tiny", ["optim.lr=1e-4"])` merges, in order, the dataclass defaults, the YAML file
-and the overrides. Unknown keys and values of the wrong type fail at load time; `validate` then
-checks values (ranges, choices) and every error names the offending key.
+`load_config("tiny", ["optim.lr=1e-4"])` merges the dataclass defaults, the YAML file and the overrides, in
+order. Unknown keys and wrongly typed values fail at load time; `validate` checks values, naming the key.
 """
 
 from __future__ import annotations
@@ -241,6 +240,7 @@ class ServeConfig:
     batch_wait_timeout_s: float = 0.01
     device: str = "auto"  # auto | cpu | cuda | cuda:N (auto: cuda when gpus_per_replica > 0 and one is visible)
     backend: str = "torch"  # torch: a generator.pt | onnxruntime: files from `crossnet export --format onnx` (CPU)
+    topology: str = "split"  # split: ingress + model deployments | single: one deployment, one hop less (deploy.py)
     cpus_per_replica: float = 1.0
     gpus_per_replica: float = 0.0
     max_body_bytes: int = 16 * 1024 * 1024  # larger uploads get HTTP 413

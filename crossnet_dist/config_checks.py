@@ -203,6 +203,8 @@ def _validate_serve(cfg: DictConfig, fail) -> None:
              "(2**model.n_downsampling)")
     if not _SERVE_DEVICE.match(s.device):
         fail("serve.device", "must be auto, cpu, cuda or cuda:N")
+    if s.topology not in ("split", "single"):
+        fail("serve.topology", "must be split or single")
     if s.backend not in SERVE_BACKENDS:
         fail("serve.backend", f"must be one of {', '.join(SERVE_BACKENDS)}")
     if s.backend == "onnxruntime" and (s.device.startswith("cuda") or s.gpus_per_replica > 0):

@@ -3,7 +3,8 @@
 Three applications share that instance (one Serve HTTP proxy on 127.0.0.1):
 - "/"        the main app, loading its checkpoint from an s3:// best-pointer folder (SeaweedFS);
 - "/secure"  the same model behind a bearer token;
-- "/tight"   one replica, no batching, 1 ongoing + 1 queued request: the backpressure (503) case.
+- "/tight"   one replica, no batching, 1 ongoing + 1 queued request: the backpressure (503) case;
+- "/single"  as tight, in topology single (the ingress replica holds the model: one hop less).
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def endpoints(checkpoint, s3_best_pointer, s3_server):
     from ray import serve
     from ray.serve import RunTarget
 
-    from crossnet_dist.serving.app import build_application
+    from crossnet_dist.serving.deploy import build_application
     from crossnet_dist.serving.server import connect_ray, wait_ready
     from crossnet_dist.storage.ports import free_port
 
@@ -87,6 +88,8 @@ def endpoints(checkpoint, s3_best_pointer, s3_server):
                           "serve.full_resolution_tile=64", *storage)
     secure_cfg = _serve_cfg(f"serve.token={TOKEN}")
     tight_cfg = _serve_cfg("serve.max_batch_size=1", "serve.max_ongoing_requests=1", "serve.max_queued_requests=1")
+    single_cfg = _serve_cfg("serve.max_batch_size=1", "serve.max_ongoing_requests=1", "serve.max_queued_requests=1",
+                            "serve.topology=single")
     port = free_port()
     assert connect_ray(num_cpus=8), "expected to start a local Ray (is RAY_ADDRESS set?)"
     try:
@@ -95,12 +98,14 @@ def endpoints(checkpoint, s3_best_pointer, s3_server):
             RunTarget(build_application(s3_best_pointer, main_cfg), name="main", route_prefix="/"),
             RunTarget(build_application(str(checkpoint), secure_cfg), name="secure", route_prefix="/secure"),
             RunTarget(build_application(str(checkpoint), tight_cfg), name="tight", route_prefix="/tight"),
+            RunTarget(build_application(str(checkpoint), single_cfg), name="single", route_prefix="/single"),
         ])
         url = f"http://127.0.0.1:{port}"
         wait_ready(url, None, 60)
         wait_ready(url + "/secure", TOKEN, 60)
         wait_ready(url + "/tight", None, 60)
-        yield {"main": url, "secure": url + "/secure", "tight": url + "/tight"}
+        wait_ready(url + "/single", None, 60)
+        yield {"main": url, "secure": url + "/secure", "tight": url + "/tight", "single": url + "/single"}
     finally:
         ray.shutdown()  # stops Serve's actors with the rest of this test's local Ray
 
@@ -130,6 +135,13 @@ def test_each_translation_says_where_its_time_went(endpoints):
     assert all(v >= 0 for v in ms.values()) and ms["forward"] > 0
     # the model's parts and the hop happen within the ingress's time, which is within the client's
     assert ms["hop"] + ms["decode"] + ms["queue"] + ms["forward"] + ms["encode"] <= ms["ingress"] + 0.05 <= elapsed_ms
+
+
+def test_topology_single_translates_in_the_ingress_replica_itself(endpoints):
+    status, headers, body = post(f"{endpoints['single']}/translate?direction=b2a", image_bytes((50, 37)))
+    assert status == 200 and Image.open(io.BytesIO(body)).size == (50, 37)
+    hop = float(headers["server-timing"].split("hop;dur=")[1].split(",")[0])
+    assert hop < 2.0  # ms: no call to another actor, only this replica's threads
 
 
 def test_full_resolution_translates_at_the_images_own_size_in_tiles(endpoints):
@@ -279,8 +291,9 @@ def test_concurrent_requests_are_batched(endpoints):
     assert batches < 32
 
 
-def test_overload_gets_503_json(endpoints):
-    url = endpoints["tight"]
+@pytest.mark.parametrize("app", ["tight", "single"])
+def test_overload_gets_503_json(endpoints, app):
+    url = endpoints[app]
     data = image_bytes((400, 300))  # slower decode/resize/encode keeps the one replica busy
     with ThreadPoolExecutor(max_workers=16) as pool:
         results = list(pool.map(lambda _: post(f"{url}/translate?direction=a2b", data), range(16)))

@@ -50,7 +50,7 @@ def endpoint(exported):
 
 def eager_translation(checkpoint, data: bytes, resolution: str) -> np.ndarray:
     from crossnet_dist.config import load_config
-    from crossnet_dist.serving.app import serve_settings
+    from crossnet_dist.serving.deploy import serve_settings
     from crossnet_dist.serving.backends import TorchBackend
 
     backend = TorchBackend(str(checkpoint), serve_settings(load_config(None, []).serve), "cpu")

@@ -133,7 +133,7 @@ def test_serve_config_errors_name_the_key():
 
 def test_application_options_follow_the_config():
     from crossnet_dist.config import load_config
-    from crossnet_dist.serving.app import build_application
+    from crossnet_dist.serving.deploy import build_application
 
     def model_deployment(app):  # ingress.bind(model.bind(...), settings): Ray's Application internals
         return app._bound_deployment.init_args[0]._bound_deployment

@@ -145,9 +145,18 @@ def server_timing(model: dict[str, float], call_s: float, ingress_s: float) -> s
 
 @serve.ingress(api)
 class TranslationIngress:
-    def __init__(self, model, settings: dict[str, Any]):
+    def __init__(self, model, settings: dict[str, Any], checkpoint: str | None = None):
+        """`model`: the model deployment's handle (topology split), or None with `checkpoint` to load
+        the model into this replica (topology single, serving/deploy.py)."""
         bind_replica_grpc_to_loopback()
+        self.admitted: int | None = None  # in-flight translations this replica takes (single), else the handle's
+        if model is None:
+            from crossnet_dist.serving.model import InProcessModel
+
+            model = InProcessModel(checkpoint, settings)
+            self.admitted = int(settings["max_ongoing_requests"]) + max(int(settings["max_queued_requests"]), 0)
         self.model = model
+        self.active = 0
         self.settings = settings
         self.token = settings.get("token") or os.environ.get(TOKEN_ENV) or None
         self.max_body_bytes = int(settings["max_body_bytes"])
@@ -234,7 +243,10 @@ class TranslationIngress:
     ) -> Response:
         start = time.perf_counter()
         self.metrics.in_flight.inc()
+        self.active += 1
         try:
+            if self.admitted is not None and self.active > self.admitted:
+                raise BackPressureError(num_queued_requests=self.active, max_queued_requests=self.admitted)
             response = await self._translate(request, direction, resolution)
         except RequestRejected as err:
             response = _error(err)
@@ -247,6 +259,7 @@ class TranslationIngress:
                 500, "internal", "the translation failed on the server; the request id finds the cause in its log"),
                 request_id)
         finally:
+            self.active -= 1
             self.metrics.in_flight.dec()
         self.metrics.observe("translate", response.status_code, time.perf_counter() - start)
         return response
@@ -326,66 +339,8 @@ class TranslationIngress:
         return data
 
 
-def serve_settings(serve_cfg: Any) -> dict[str, Any]:
-    """The `serve:` config section as a plain dict (what replicas receive)."""
-    from omegaconf import DictConfig, OmegaConf
-
-    if isinstance(serve_cfg, DictConfig):
-        return OmegaConf.to_container(serve_cfg, resolve=True)  # type: ignore[return-value]
-    return dict(serve_cfg)
-
-
-def build_application(checkpoint: str, serve_cfg: Any):
-    """The bound Serve application for `checkpoint` with the `serve:` config section."""
-    from crossnet_dist.serving.model import TranslatorModel  # torch: only the model replicas import it
-
-    settings = serve_settings(serve_cfg)
-    model_options: dict[str, Any] = {
-        "max_ongoing_requests": settings["max_ongoing_requests"],
-        "max_queued_requests": settings["max_queued_requests"],
-        "ray_actor_options": {"num_cpus": settings["cpus_per_replica"], "num_gpus": settings["gpus_per_replica"]},
-    }
-    if settings["autoscale"]:
-        model_options["num_replicas"] = "auto"
-        model_options["autoscaling_config"] = {
-            "min_replicas": settings["min_replicas"],
-            "initial_replicas": max(settings["min_replicas"], 1),
-            "max_replicas": settings["max_replicas"],
-            "target_ongoing_requests": settings["target_ongoing_requests"],
-        }
-    else:
-        model_options["num_replicas"] = settings["replicas"]
-    model = serve.deployment(TranslatorModel, name="TranslatorModel").options(**model_options)
-    ingress_capacity = settings["max_ongoing_requests"] * settings["max_replicas" if settings["autoscale"] else "replicas"]
-    ingress = serve.deployment(TranslationIngress, name="TranslationIngress").options(
-        num_replicas=1,
-        # the ingress must never be the bottleneck: the model handle's queue limit answers 503 first
-        max_ongoing_requests=ingress_capacity + max(settings["max_queued_requests"], 0) + 64,
-        ray_actor_options={"num_cpus": 0},
-    )
-    return ingress.bind(model.bind(checkpoint, settings), settings)
-
-
 def build_app(args: dict[str, Any]):
-    """Application builder for Serve config files (RayService `serveConfigV2`):
+    """The import path Serve config files (RayService `serveConfigV2`) name; see serving/deploy.py."""
+    from crossnet_dist.serving.deploy import build_app as build
 
-        import_path: crossnet_dist.serving.app:build_app
-        args: {checkpoint: s3://bucket/campaign/best/, config: jobs/configs/serve.yaml, overrides: [serve.replicas=2]}
-
-    `revision` (optional, any string) is otherwise unused: Serve versions a config-file application by
-    its config, so changing `revision` makes an unchanged `checkpoint` path (a best/ folder a campaign
-    rewrote) reload: an in-place upgrade. Imperative deploys (`crossnet serve`) always reload.
-    """
-    from crossnet_dist.config import ConfigError, load_config
-
-    args = dict(args or {})
-    checkpoint = args.pop("checkpoint", None)
-    if not checkpoint:
-        raise ConfigError("application arg 'checkpoint' is required (a generator.pt or a best-pointer folder)")
-    overrides = list(args.pop("overrides", []) or [])
-    config_path = args.pop("config", None)
-    args.pop("revision", None)
-    if args:
-        raise ConfigError(f"unknown application args {sorted(args)}: expected checkpoint, config, overrides, revision")
-    cfg = load_config(config_path, overrides)
-    return build_application(str(checkpoint), cfg.serve)
+    return build(args)

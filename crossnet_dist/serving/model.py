@@ -140,6 +140,25 @@ class TranslatorModel:
                 for i, out in enumerate(outputs)]
 
 
+class InProcessModel:
+    """A TranslatorModel inside the ingress replica (topology single), called as the ingress calls a
+    deployment handle, `await model.translate.remote(...)`, without the hop to another actor."""
+
+    def __init__(self, checkpoint: str, settings: dict[str, Any]):
+        self._model = TranslatorModel(checkpoint, settings)
+
+    def __getattr__(self, name: str):
+        method = getattr(self._model, name)
+
+        class Call:
+            @staticmethod
+            async def remote(*args):
+                result = method(*args)
+                return await result if asyncio.iscoroutine(result) else result
+
+        return Call
+
+
 def _replica_id() -> str:
     try:
         return serve.get_replica_context().replica_id.unique_id

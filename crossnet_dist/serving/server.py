@@ -61,7 +61,7 @@ def start_endpoint(
     failing. `serve.run` returns once the new replicas run, so this returns after the swap."""
     from ray import serve
 
-    from crossnet_dist.serving.app import build_application
+    from crossnet_dist.serving.deploy import build_application
 
     started_ray = connect_ray(address, num_cpus)
     try:
