@@ -1,21 +1,25 @@
-"""Endpoint latency and throughput vs the bare model, in one run, on 127.0.0.1 only.
+"""Endpoint latency and throughput vs the bare model, where a request's time goes, and the serving
+targets, in one run, on 127.0.0.1 only (`make bench-serve`).
 
-    python bench/serve.py                        # tiny CrossNet trained for 2 steps (32x32 model)
-    python bench/serve.py --checkpoint runs/x/generator.pt --requests 200
+    python bench/serve.py                        # tiny CrossNet (32x32) + a full-width 64-px CrossNet
+    python bench/serve.py --checkpoint runs/x/generator.pt --requests 200 --skip-full-width
 
-Three Serve applications on one local Ray: "batched" (@serve.batch, serve.max_batch_size, 5 ms
-wait), "unbatched" (max_batch_size=1) and "onnx" (batched, serve.backend=onnxruntime on the files
-`crossnet export` writes from the same checkpoint), one model replica each. For 1, 4 and 16
-concurrent clients it sends a bounded number of POST /translate requests (and stops a level after
---level-timeout seconds), then prints p50/p99 latency and throughput, and ratios against the bare
-model measured in this process: the same image decoded, translated (resize + forward + resize) by the
-replica's backend and PNG-encoded, without HTTP or Ray, sequentially; and onnx against batched torch.
+Part 1, the tiny model: four Serve applications on one local Ray, one replica each with one CPU
+thread: "unbatched" (max_batch_size=1), "batched" (@serve.batch, --batch-wait), "single" (batched, topology
+single: ingress and model in one replica) and "onnx" (batched, serve.backend=onnxruntime on the files
+`crossnet export` writes from the same checkpoint). For 1, 4 and 16 concurrent clients it sends a
+bounded number of POST /translate requests, then prints p50/p99 latency and throughput against the
+bare model measured in this process (the same image decoded, translated and PNG-encoded by the
+replica's backend, sequentially, one thread), the breakdown of the 1-client requests (each answer's
+Server-Timing header; the rest is the HTTP proxy and the client), and GET /healthz (the proxy and the
+ingress alone).
+Part 2, a full-width CrossNet at 64 px (untrained: speed only): batched vs unbatched at 16 clients,
+where the forward dominates, beside what batching gives the bare forward in process.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import statistics
 import sys
@@ -32,6 +36,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 CONCURRENCY = (1, 4, 16)
+APPS = ("unbatched", "batched", "single", "onnx")
+PARTS = ("ingress", "hop", "decode", "queue", "forward", "encode")
 
 
 def tiny_checkpoint(folder: Path) -> Path:
@@ -42,6 +48,16 @@ def tiny_checkpoint(folder: Path) -> Path:
 
     Trainer(tiny_config(folder, "train.max_steps=2")).fit(tiny_batches(2))
     return folder / "run" / "generator.pt"
+
+
+def full_width_checkpoint(folder: Path, image_size: int) -> Path:
+    """The paper-width CrossNet (configs/crossnet.yaml) at `image_size`, freshly initialised."""
+    from crossnet_dist.config import load_config, to_container
+    from crossnet_dist.methods import build_method
+    from crossnet_dist.training.checkpoint import atomic_save, serving_payload
+
+    cfg = load_config("crossnet", [f"model.image_size={image_size}"])
+    return atomic_save(serving_payload(build_method(cfg), to_container(cfg), 0), folder / "full_width.pt")
 
 
 def input_png(size: int) -> bytes:
@@ -61,45 +77,71 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def bare_model(checkpoint: Path, data: bytes, repeats: int, backend: str = "torch") -> dict[str, float]:
-    """Sequential in-process translation of the same request: decode, the backend's translate, encode."""
+    """Sequential in-process translation of the same request, one thread: decode, the backend's
+    translate (resize, forward, resize), encode; p50 of the whole and of the forward alone."""
     import torch
 
     from crossnet_dist.config import load_config
     from crossnet_dist.images import decode_image, encode_png
-    from crossnet_dist.serving.deploy import serve_settings
     from crossnet_dist.serving.backends import build_backend
+    from crossnet_dist.serving.deploy import serve_settings
 
     torch.set_num_threads(1)  # as one serve replica with cpus_per_replica=1
     settings = serve_settings(load_config(None, ["serve.cpus_per_replica=1", f"serve.backend={backend}"]).serve)
     model = build_backend(str(checkpoint), settings, "cpu")
-    times = []
+    times, forwards = [], []
     for i in range(repeats + 5):
         start = time.perf_counter()
         image = decode_image(data)
-        encode_png(model.translate([image], "a2b", "model")[0])
-        if i >= 5:  # warm-up
-            times.append(time.perf_counter() - start)
-    return {"p50": statistics.median(times), "p99": percentile(times, 0.99), "rps": len(times) / sum(times)}
+        forward = time.perf_counter()
+        out = model.translate([image], "a2b", "model")[0]
+        forwards.append(time.perf_counter() - forward)
+        encode_png(out)
+        times.append(time.perf_counter() - start)
+    times, forwards = times[5:], forwards[5:]  # warm-up
+    return {"p50": statistics.median(times), "p99": percentile(times, 0.99), "rps": len(times) / sum(times),
+            "forward": statistics.median(forwards)}
 
 
-def load(url: str, data: bytes, clients: int, requests: int, timeout_s: float) -> dict[str, float]:
+def bare_batching(checkpoint: Path, image_size: int, batch: int, repeats: int = 5) -> float:
+    """Images/s of the bare forward at `batch` over batch 1, one thread: what batching can give at most."""
+    import torch
+
+    from crossnet_dist.training.checkpoint import load_translator
+
+    torch.set_num_threads(1)
+    method, _ = load_translator(checkpoint)
+    rates = {}
+    with torch.no_grad():
+        for n in (1, batch):
+            x = torch.rand(n, 3, image_size, image_size) * 2 - 1
+            method.translate(x, "a2b")
+            start = time.perf_counter()
+            for _ in range(repeats):
+                method.translate(x, "a2b")
+            rates[n] = n * repeats / (time.perf_counter() - start)
+    return rates[batch] / rates[1]
+
+
+def load(url: str, data: bytes, clients: int, requests: int, timeout_s: float, directions=("a2b", "b2a")) -> dict:
     deadline = time.monotonic() + timeout_s
     latencies: list[float] = []
+    timings: list[dict[str, float]] = []
     failures = 0
 
     def one(i: int):
         if time.monotonic() > deadline:
             return None
-        direction = "a2b" if i % 2 == 0 else "b2a"
-        request = urllib.request.Request(f"{url}/translate?direction={direction}", data=data,
+        request = urllib.request.Request(f"{url}/translate?direction={directions[i % len(directions)]}", data=data,
                                          headers={"Content-Type": "image/png"}, method="POST")
         start = time.perf_counter()
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 response.read()
+                timing = response.headers.get("Server-Timing", "")
         except OSError:
             return False
-        return time.perf_counter() - start
+        return time.perf_counter() - start, timing
 
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=clients) as pool:
@@ -107,19 +149,34 @@ def load(url: str, data: bytes, clients: int, requests: int, timeout_s: float) -
             if result is False:
                 failures += 1
             elif result is not None:
-                latencies.append(result)
+                latencies.append(result[0])
+                parts = dict(item.split(";dur=") for item in result[1].split(", ") if ";dur=" in item)
+                timings.append({**{k: float(v) / 1e3 for k, v in parts.items()}, "client": result[0]})
     elapsed = time.perf_counter() - start
     if not latencies:
         raise RuntimeError(f"{url}: no request succeeded ({failures} failed)")
-    return {"p50": statistics.median(latencies), "p99": percentile(latencies, 0.99),
-            "rps": len(latencies) / elapsed, "n": len(latencies), "failed": failures}
+    return {"p50": statistics.median(latencies), "p99": percentile(latencies, 0.99), "rps": len(latencies) / elapsed,
+            "n": len(latencies), "failed": failures, "timings": timings}
 
 
-def measure(checkpoint: str | None = None, requests: int = 160, level_timeout: float = 30.0, input_size: int = 64,
-            max_batch_size: int = 16) -> dict:
-    """{"checkpoint", "bare": {p50, p99, rps}, "rows": [(app, clients, {p50, p99, rps, n, failed})],
-    "batch": {metric: value}} for the batched and unbatched apps at 1, 4 and 16 clients."""
-    import ray
+def healthz(url: str, repeats: int = 160) -> dict[str, float]:
+    """GET /healthz (the proxy and the ingress, no model call): p50 at 1 client, req/s at 16 clients:
+    the floor of any request's latency and the ceiling of any throughput on this machine."""
+    def one(_):
+        start = time.perf_counter()
+        with urllib.request.urlopen(f"{url}/healthz", timeout=10) as response:
+            response.read()
+        return time.perf_counter() - start
+
+    times = [one(i) for i in range(repeats)]
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        count = len(list(pool.map(one, range(repeats * 2))))
+    return {"p50": statistics.median(times), "rps16": count / (time.perf_counter() - start)}
+
+
+def serve_apps(targets: dict[str, tuple[str, list[str]]]):
+    """Starts a local Ray + Serve with {name: (checkpoint, serve overrides)} at /name; returns the base URL."""
     from ray import serve
     from ray.serve import RunTarget
 
@@ -127,6 +184,23 @@ def measure(checkpoint: str | None = None, requests: int = 160, level_timeout: f
     from crossnet_dist.serving.deploy import build_application
     from crossnet_dist.serving.server import connect_ray, wait_ready
     from crossnet_dist.storage.ports import free_port
+
+    port = free_port()
+    connect_ray(num_cpus=4)
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    common = ["serve.cpus_per_replica=1", "serve.max_ongoing_requests=32", "serve.max_queued_requests=-1"]
+    serve.run_many([RunTarget(build_application(ckpt, load_config(None, [*common, *extra]).serve), name=name,
+                              route_prefix=f"/{name}") for name, (ckpt, extra) in targets.items()])
+    base = f"http://127.0.0.1:{port}"
+    for name in targets:
+        wait_ready(f"{base}/{name}", None, 180)
+    return base
+
+
+def measure(checkpoint: str | None = None, requests: int = 160, level_timeout: float = 30.0, input_size: int = 64,
+            max_batch_size: int = 16, batch_wait: float = 0.005) -> dict:
+    """Part 1: {"checkpoint", "bare": {backend: {...}}, "rows": [(app, clients, {...})], "healthz": s}."""
+    import ray
 
     from crossnet_dist.export import export_checkpoint
 
@@ -137,32 +211,56 @@ def measure(checkpoint: str | None = None, requests: int = 160, level_timeout: f
         export_checkpoint(str(checkpoint), "onnx", direction, str(exported / f"{direction}.onnx"))
     data = input_png(input_size)
     bare = {"torch": bare_model(checkpoint, data, 100), "onnx": bare_model(exported, data, 100, "onnxruntime")}
-    port = free_port()
-    settings = ["serve.cpus_per_replica=1", f"serve.max_ongoing_requests={max(32, max_batch_size)}", "serve.max_queued_requests=-1"]
-    batched = load_config(None, [*settings, f"serve.max_batch_size={max_batch_size}", "serve.batch_wait_timeout_s=0.005"]).serve
-    unbatched = load_config(None, [*settings, "serve.max_batch_size=1"]).serve
-    onnx = load_config(None, [*settings, f"serve.max_batch_size={max_batch_size}", "serve.batch_wait_timeout_s=0.005",
-                              "serve.backend=onnxruntime"]).serve
-    connect_ray(num_cpus=4)
+    batched = [f"serve.max_batch_size={max_batch_size}", f"serve.batch_wait_timeout_s={batch_wait}"]
     try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run_many([RunTarget(build_application(str(checkpoint), batched), name="batched", route_prefix="/batched"),
-                        RunTarget(build_application(str(checkpoint), unbatched), name="unbatched", route_prefix="/unbatched"),
-                        RunTarget(build_application(str(exported), onnx), name="onnx", route_prefix="/onnx")])
-        base = f"http://127.0.0.1:{port}"
+        base = serve_apps({"unbatched": (str(checkpoint), ["serve.max_batch_size=1"]),
+                           "batched": (str(checkpoint), batched),
+                           "single": (str(checkpoint), [*batched, "serve.topology=single"]),
+                           "onnx": (str(exported), [*batched, "serve.backend=onnxruntime"])})
         rows = []
-        for name in ("unbatched", "batched", "onnx"):
+        for name in APPS:
             url = f"{base}/{name}"
-            wait_ready(url, None, 120)
             load(url, data, 4, 20, 10)  # warm-up
             for clients in CONCURRENCY:
                 rows.append((name, clients, load(url, data, clients, requests, level_timeout)))
-        batch_line = [line for line in urllib.request.urlopen(f"{base}/batched/metrics").read().decode().splitlines()
-                      if line.startswith(("crossnet_serve_batch_size_sum", "crossnet_serve_batch_size_count"))]
+        floor = healthz(f"{base}/single")
     finally:
         ray.shutdown()
-    return {"checkpoint": checkpoint, "bare": bare, "rows": rows,
-            "batch": {line.split()[0]: float(line.split()[1]) for line in batch_line}}
+    return {"checkpoint": checkpoint, "bare": bare, "rows": rows, "healthz": floor, "batch_wait": batch_wait}
+
+
+def measure_full_width(image_size: int = 64, requests: int = 64, level_timeout: float = 60.0, batch: int = 16,
+                       batch_wait: float = 0.005) -> dict:
+    """Part 2: batched / unbatched at 16 clients for a model whose forward dominates."""
+    import ray
+
+    checkpoint = full_width_checkpoint(Path(tempfile.mkdtemp(prefix="crossnet-bench-serve-")), image_size)
+    data = input_png(image_size)
+    bare = bare_model(checkpoint, data, 10)
+    ceiling = bare_batching(checkpoint, image_size, batch)
+    try:
+        base = serve_apps({"unbatched": (str(checkpoint), ["serve.max_batch_size=1", "serve.topology=single"]),
+                           "batched": (str(checkpoint), [f"serve.max_batch_size={batch}",
+                                                         f"serve.batch_wait_timeout_s={batch_wait}", "serve.topology=single"])})
+        rows = {name: load(f"{base}/{name}", data, 16, requests, level_timeout, ("a2b",)) for name in ("unbatched", "batched")}
+    finally:
+        ray.shutdown()
+    return {"image_size": image_size, "bare": bare, "ceiling": ceiling, "rows": rows, "batch": batch}
+
+
+def breakdown(timings: list[dict[str, float]]) -> dict[str, float]:
+    """Medians of each Server-Timing part; proxy = the client's time outside the ingress (HTTP, the proxy,
+    the client); ingress = the ingress's own work outside the model and the hop."""
+    med = {part: statistics.median(t.get(part, 0.0) for t in timings) for part in (*PARTS, "client")}
+    inner = sum(med[p] for p in PARTS if p != "ingress")
+    return {"client": med["client"], "proxy": med["client"] - med["ingress"], "ingress": max(0.0, med["ingress"] - inner),
+            **{p: med[p] for p in PARTS if p != "ingress"}}
+
+
+def report(r: dict, full: dict | None) -> list[str]:
+    from bench.serve_report import report_lines
+
+    return report_lines(r, full, APPS, CONCURRENCY, breakdown)
 
 
 def main() -> int:
@@ -172,34 +270,15 @@ def main() -> int:
     parser.add_argument("--level-timeout", type=float, default=30.0, help="seconds at most per level")
     parser.add_argument("--input-size", type=int, default=64, help="side of the square PNG sent")
     parser.add_argument("--max-batch-size", type=int, default=16)
+    parser.add_argument("--batch-wait", type=float, default=0.005,
+                        help="serve.batch_wait_timeout_s of the batched apps (a lone request never waits)")
+    parser.add_argument("--skip-full-width", action="store_true", help="no part 2 (the full-width 64-px model)")
     args = parser.parse_args()
-    r = measure(args.checkpoint, args.requests, args.level_timeout, args.input_size, args.max_batch_size)
-    bare, rows = r["bare"], r["rows"]
+    r = measure(args.checkpoint, args.requests, args.level_timeout, args.input_size, args.max_batch_size, args.batch_wait)
+    full = None if args.skip_full_width else measure_full_width(batch_wait=args.batch_wait)
     print(f"model: {r['checkpoint']}{' (tiny CrossNet, 32x32, 2 training steps)' if not args.checkpoint else ''}; "
           f"input {args.input_size}x{args.input_size} PNG; {os.cpu_count()} CPUs")
-    for backend, b in bare.items():
-        print(f"bare model, {backend:<5} (in process, sequential): p50 {b['p50'] * 1e3:.1f} ms  p99 {b['p99'] * 1e3:.1f} ms  "
-              f"{b['rps']:.0f} img/s")
-    print(f"\n{'mode':<10} {'clients':>7} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>7} "
-          f"{'p50/bare':>9} {'req/s / bare':>13} {'vs unbatched':>13} {'onnx/torch':>11}")
-    throughput = {(name, clients): result["rps"] for name, clients, result in rows}
-    latency = {(name, clients): result["p50"] for name, clients, result in rows}
-    for name, clients, result in rows:
-        own = bare["onnx" if name == "onnx" else "torch"]
-        versus = f"{throughput[(name, clients)] / throughput[('unbatched', clients)]:.2f}" if name != "unbatched" else ""
-        onnx = (f"{throughput[('onnx', clients)] / throughput[('batched', clients)]:.2f} "
-                f"{latency[('onnx', clients)] / latency[('batched', clients)]:.2f}" if name == "onnx" else "")
-        print(f"{name:<10} {clients:>7} {result['n']:>5} {result['p50'] * 1e3:>8.1f} {result['p99'] * 1e3:>8.1f} "
-              f"{result['rps']:>7.1f} {result['p50'] / own['p50']:>9.2f} {result['rps'] / own['rps']:>13.2f} {versus:>13} "
-              f"{onnx:>11}")
-        if result["failed"]:
-            print(f"  ({result['failed']} requests failed)")
-    print("(p50/bare and req/s / bare: against the same backend's bare model; onnx/torch: throughput, p50 latency "
-          "of the onnx app over the batched torch app)")
-    values = r["batch"]
-    if values.get("crossnet_serve_batch_size_count"):
-        print(f"\nbatched app: mean batch size {values['crossnet_serve_batch_size_sum'] / values['crossnet_serve_batch_size_count']:.2f}"
-              f" over {values['crossnet_serve_batch_size_count']:.0f} batches")
+    print("\n".join(report(r, full)))
     return 0
 
 

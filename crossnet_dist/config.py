@@ -237,7 +237,7 @@ class ServeConfig:
     max_ongoing_requests: int = 16  # requests a model replica holds at once (>= max_batch_size)
     max_queued_requests: int = 64  # requests waiting for a replica beyond that; more get HTTP 503
     max_batch_size: int = 8  # @serve.batch; 1 = batching off
-    batch_wait_timeout_s: float = 0.01
+    batch_wait_timeout_s: float = 0.01  # longest a batch waits to fill while others are in flight; a lone one never waits
     device: str = "auto"  # auto | cpu | cuda | cuda:N (auto: cuda when gpus_per_replica > 0 and one is visible)
     backend: str = "torch"  # torch: a generator.pt | onnxruntime: files from `crossnet export --format onnx` (CPU)
     topology: str = "split"  # split: ingress + model deployments | single: one deployment, one hop less (deploy.py)

@@ -54,7 +54,9 @@ class TranslatorModel:
         self.batching = settings["max_batch_size"] > 1
         self._forward_lock = threading.Lock()  # one forward at a time per replica (batching off runs in threads)
         self.translate_batch.set_max_batch_size(int(settings["max_batch_size"]))
-        self.translate_batch.set_batch_wait_timeout_s(float(settings["batch_wait_timeout_s"]))
+        self.batch_wait_s = float(settings["batch_wait_timeout_s"])
+        self._waiting = 0  # requests between decode and the end of their batch
+        self.translate_batch.set_batch_wait_timeout_s(self.batch_wait_s)
         self.replica = _replica_id()
         self._examples: list[dict[str, Any]] | None = None
         self.load_s = time.perf_counter() - start
@@ -102,7 +104,14 @@ class TranslatorModel:
             return {"status": 400, "error": err.error, "detail": str(err), **facts}
         decoded = time.perf_counter()
         if self.batching:
-            out = await self.translate_batch(image, direction, resolution)
+            # a lone request does not wait for company: batches wait serve.batch_wait_timeout_s only when
+            # other requests are on their way through this replica
+            self._waiting += 1
+            self.translate_batch.set_batch_wait_timeout_s(self.batch_wait_s if self._waiting > 1 else 0.0)
+            try:
+                out = await self.translate_batch(image, direction, resolution)
+            finally:
+                self._waiting -= 1
         else:
             out = (await asyncio.to_thread(self._forward, [image], [direction], [resolution]))[0]
         encoding = time.perf_counter()
