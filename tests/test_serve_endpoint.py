@@ -137,6 +137,15 @@ def test_each_translation_says_where_its_time_went(endpoints):
     assert ms["hop"] + ms["decode"] + ms["queue"] + ms["forward"] + ms["encode"] <= ms["ingress"] + 0.05 <= elapsed_ms
 
 
+def test_a_lone_request_does_not_wait_for_a_batch(endpoints):
+    # the main app's batches wait up to 50 ms (serve.batch_wait_timeout_s) while other requests are in flight
+    queued = []
+    for _ in range(3):
+        _, headers, _ = post(f"{endpoints['main']}/translate?direction=a2b", image_bytes((40, 30)))
+        queued.append(float(headers["server-timing"].split("queue;dur=")[1].split(",")[0]))
+    assert min(queued) < 20.0, queued  # ms
+
+
 def test_topology_single_translates_in_the_ingress_replica_itself(endpoints):
     status, headers, body = post(f"{endpoints['single']}/translate?direction=b2a", image_bytes((50, 37)))
     assert status == 200 and Image.open(io.BytesIO(body)).size == (50, 37)
