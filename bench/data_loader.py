@@ -124,7 +124,7 @@ def main() -> int:
     print(f"{'workers':>7} | {'disk img/s':>10} | {'S3 img/s':>9} | {'S3/disk':>7} | {'disk/train':>10} | {'S3/train':>8}")
     print("-" * 68)
     train = r["train"]
-    for workers, disk, s3, n_disk, n_s3 in r["rows"]:
+    for workers, disk, s3, _n_disk, _n_s3 in r["rows"]:
         print(f"{workers:>7} | {disk:>10.0f} | {s3:>9.0f} | {s3 / disk:>7.2f} | {disk / train:>10.1f} | {s3 / train:>8.1f}")
     print(f"\none tiny CrossNet training step (G + D, forward + backward, {args.image_size}px, batch {args.batch_size}) "
           f"consumes {train:.1f} images/s")

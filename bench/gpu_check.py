@@ -128,12 +128,15 @@ def markdown(results: dict) -> str:
     ds = p.get("deepspeed", {})
     if "relative_difference_last5" in ds:
         rel = ds["relative_difference_last5"]
-        lines += ["", f"DeepSpeed ZeRO-2, one rank, batch {ds['fp32']['batch']}, {ds['fp32']['steps']} steps: bf16 vs fp32 "
-                  f"losses (mean of the last 5 steps) differ by G {rel['G_total']:.2%}, D {rel['D_total']:.2%} "
-                  f"(tolerance {ds['tolerance']:.0%}: {'within' if ds['within_tolerance'] else 'NOT within'}); "
-                  f"step {ds['fp32']['step_ms']:.1f} ms fp32, {ds['bf16']['step_ms']:.1f} ms bf16; peak GiB per batch "
-                  f"(bf16): {ds['peak_mem_gib_bf16_by_batch']}; host syncs per bf16 step: "
-                  f"{(ds['bf16'].get('host_syncs') or {}).get('count', '-')} {(ds['bf16'].get('host_syncs') or {}).get('first', '')}"]
+        lines += [
+            "",
+            f"DeepSpeed ZeRO-2, one rank, batch {ds['fp32']['batch']}, {ds['fp32']['steps']} steps: bf16 vs fp32 "
+            f"losses (mean of the last 5 steps) differ by G {rel['G_total']:.2%}, D {rel['D_total']:.2%} "
+            f"(tolerance {ds['tolerance']:.0%}: {'within' if ds['within_tolerance'] else 'NOT within'}); "
+            f"step {ds['fp32']['step_ms']:.1f} ms fp32, {ds['bf16']['step_ms']:.1f} ms bf16; peak GiB per batch "
+            f"(bf16): {ds['peak_mem_gib_bf16_by_batch']}; host syncs per bf16 step: "
+            f"{(ds['bf16'].get('host_syncs') or {}).get('count', '-')} {(ds['bf16'].get('host_syncs') or {}).get('first', '')}",
+        ]
     tr = p.get("translate", {})
     if "rows" in tr:
         lines += ["", "| translate | batch | serving path images/s | forward only images/s |", "|---|---|---|---|"]
@@ -143,8 +146,14 @@ def markdown(results: dict) -> str:
                           if a.get("peak_mem_gib") is not None else "") if "seconds" in a else a.get("error", a.get("skipped")))
                           for a in tr["untiled"]["attempts"])
         t = tr["tiled"]
-        tiled = (f"{t['side']} px in {t['tile']}-px tiles: {t['seconds']:.2f} s" + (f", {t['peak_mem_gib']:.1f} GiB"
-                 if t.get("peak_mem_gib") is not None else "")) if "seconds" in t else f"{t['side']} px: {t.get('error', t.get('skipped'))}"
+        tiled = (
+            (
+                f"{t['side']} px in {t['tile']}-px tiles: {t['seconds']:.2f} s"
+                + (f", {t['peak_mem_gib']:.1f} GiB" if t.get("peak_mem_gib") is not None else "")
+            )
+            if "seconds" in t
+            else f"{t['side']} px: {t.get('error', t.get('skipped'))}"
+        )
         lines += ["", f"Largest square image translated untiled (bf16): {tr['untiled']['largest_side']} px ({tried}). "
                   f"Tiled: {tiled}"]
     for name in PARTS:

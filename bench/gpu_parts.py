@@ -162,7 +162,8 @@ def time_steps(setup: Setup, method_name: str, batch: int, variant: str, steps: 
     cfg = setup.config(method_name, batch, [f"train.precision={precision_name}", f"train.channels_last={channels_last}"])
     method, g_opt, d_opt, pools, precision = build_trainable(setup, cfg, compiled)
     data = [(precision.prepare_batch(a), precision.prepare_batch(b)) for a, b in synthetic_batches(cfg, setup.device)]
-    step = lambda i: train_step(method, *data[i % len(data)], g_opt, d_opt, pools, precision=precision)  # noqa: E731
+    # F821: the names are deleted at the end, after the last call, to free the device before setup.free()
+    step = lambda i: train_step(method, *data[i % len(data)], g_opt, d_opt, pools, precision=precision)  # noqa: E731, F821
     setup.peak_memory_reset()
     t0 = time.perf_counter()
     for i in range(warmup):
@@ -245,8 +246,9 @@ def engine_run(setup: Setup, precision: str, batch: int, steps: int, zero_stage:
     setup.sync()
     elapsed = time.perf_counter() - t0
     losses = torch.stack(history).float().cpu()
-    syncs = count_host_syncs(setup, lambda: train_step(method, *data[0], g_opt, d_opt, pools, precision=prec)) \
-        if setup.cuda else None
+    syncs = None
+    if setup.cuda:  # F821: deleted at the end, after this last use, to free the device before setup.free()
+        syncs = count_host_syncs(setup, lambda: train_step(method, *data[0], g_opt, d_opt, pools, precision=prec))  # noqa: F821
     out = {"precision": precision, "batch": batch, "steps": steps, "zero_stage": zero_stage,
            "G_total": losses[:, 0].tolist(), "D_total": losses[:, 1].tolist(), "step_ms": elapsed / steps * 1e3,
            "finite": bool(torch.isfinite(losses).all()), "peak_mem_gib": setup.peak_memory_gib(), "host_syncs": syncs}
@@ -305,8 +307,8 @@ def translation(setup: Setup, batches, reps: int, sides) -> dict:
         for b in batches:
             x = torch.rand(b, 3, s, s, device=setup.device) * 2 - 1
             timings = {}
-            for kind, fn in (("serving_path", lambda: translate_images(method, images[:b], "a2b", s, setup.device)),
-                             ("forward_only", lambda: method.translate(x, "a2b"))):
+            for kind, fn in (("serving_path", lambda: translate_images(method, images[:b], "a2b", s, setup.device)),  # noqa: B023
+                             ("forward_only", lambda: method.translate(x, "a2b"))):  # noqa: B023 (called in this iteration)
                 with torch.no_grad(), precision.autocast(setup.device.type):
                     fn()
                     setup.sync()

@@ -131,7 +131,9 @@ def train_local(cfg, threads: int) -> tuple[list[tuple[int, str, float]], float]
         cumulative[rec["step"]] = wall
     folder = trainer.out_dir / "checkpoints"
     every = cfg.train.checkpoint_every
-    return [(s, str(step_checkpoint_path(folder, s)), cumulative[s] * threads) for s in range(every, trainer.step + 1, every)], threads
+    return [
+        (s, str(step_checkpoint_path(folder, s)), cumulative[s] * threads) for s in range(every, trainer.step + 1, every)
+    ], threads
 
 
 def score(checkpoint: str, cfg, trainer: str, args, raw: bool = False) -> dict[str, float]:

@@ -43,7 +43,11 @@ def summary(rows: list[dict]) -> list[str]:
     for key, rs in runs.items():
         first = next((r for r in rs if beats_nothing(r)), None)
         best = min(rs, key=quality)
-        when = f"first beats doing nothing at step {first['step']} ({first['cpu_s']:.0f} CPU-s)" if first else "never beats doing nothing in both directions"
+        when = (
+            f"first beats doing nothing at step {first['step']} ({first['cpu_s']:.0f} CPU-s)"
+            if first
+            else "never beats doing nothing in both directions"
+        )
         lines.append(f"- {'/'.join(map(str, key))}: {when}; best mean L1 ratio {quality(best):.3f} at step {best['step']}")
     for seed in sorted({r["seed"] for r in rows}):
         cn = {r["step"]: r for r in runs.get(("crossnet", "ray", seed, _weights(rows, "crossnet")), [])}
@@ -52,9 +56,11 @@ def summary(rows: list[dict]) -> list[str]:
         if not common:
             continue
         s = common[-1]
-        lines.append(f"- seed {seed}, equal steps ({s}): mean L1 ratio CrossNet {quality(cn[s]):.3f} vs CycleGAN {quality(cg[s]):.3f}; "
-                     f"SSIM a2b {cn[s]['paired_ssim_a2b']:.3f} vs {cg[s]['paired_ssim_a2b']:.3f}, "
-                     f"b2a {cn[s]['paired_ssim_b2a']:.3f} vs {cg[s]['paired_ssim_b2a']:.3f}")
+        lines.append(
+            f"- seed {seed}, equal steps ({s}): mean L1 ratio CrossNet {quality(cn[s]):.3f} vs CycleGAN {quality(cg[s]):.3f}; "
+            f"SSIM a2b {cn[s]['paired_ssim_a2b']:.3f} vs {cg[s]['paired_ssim_a2b']:.3f}, "
+            f"b2a {cn[s]['paired_ssim_b2a']:.3f} vs {cg[s]['paired_ssim_b2a']:.3f}"
+        )
         budget = min(max(r["cpu_s"] for r in cn.values()), max(r["cpu_s"] for r in cg.values()))
         a = max((r for r in cn.values() if r["cpu_s"] <= budget), key=lambda r: r["cpu_s"])
         b = max((r for r in cg.values() if r["cpu_s"] <= budget), key=lambda r: r["cpu_s"])

@@ -1,6 +1,7 @@
 """`make bench`: one combined table; every row is a ratio against a baseline measured in this run.
 
-    python bench/run_all.py [--steps 64] [--log-every 4] [--trainer-runs 2] [--skip-memory] [--skip-dist] [--skip-compile] [--skip-loader] [--skip-serve]
+    python bench/run_all.py [--steps 64] [--log-every 4] [--trainer-runs 2]
+                            [--skip-memory] [--skip-dist] [--skip-compile] [--skip-loader] [--skip-serve]
 
 Rows:
   trainer overhead   Ray Train + DeepSpeed ZeRO-0, 1 worker: wall time per step between its first and
@@ -145,9 +146,14 @@ def main() -> int:
     if dist:
         w1 = dist["w1"]["step_s"]
         spread = ", ".join(f"{r / bare_s:.3f}" for r in dist["w1_runs"])
-        rows.append(("(a) trainer overhead: 1 worker ZeRO-0 / bare loop", f"{w1 * 1e3:.1f} ms",
-                     f"{bare_s * 1e3:.1f} ms", f"{w1 / bare_s:.3f}  (target <= 1.05: {'MET' if w1 / bare_s <= 1.05 else 'NOT met'}; "
-                     f"runs {spread})"))
+        rows.append(
+            (
+                "(a) trainer overhead: 1 worker ZeRO-0 / bare loop",
+                f"{w1 * 1e3:.1f} ms",
+                f"{bare_s * 1e3:.1f} ms",
+                f"{w1 / bare_s:.3f}  (target <= 1.05: {'MET' if w1 / bare_s <= 1.05 else 'NOT met'}; runs {spread})",
+            )
+        )
         worker_s = statistics.fmean(in_worker)
         rows.append(("(a') split: trainer / the same bare loop inside a Ray worker process", f"{w1 * 1e3:.1f} ms",
                      f"{worker_s * 1e3:.1f} ms", f"{w1 / worker_s:.3f}  (our code + DeepSpeed + Ray Train)"))

@@ -151,7 +151,7 @@ def _probe_worker(rank: int, port: int, cfg, repeats: int, queue) -> None:
         flat = _flatten_dense_tensors(grads)
         for _ in range(repeats):
             timed(f"{name}/deepspeed", group.engine.allreduce_gradients)
-            timed(f"{name}/raw", lambda: tdist.all_reduce(flat))
+            timed(f"{name}/raw", lambda: tdist.all_reduce(flat))  # noqa: B023 - called in this iteration
             timed("latency", lambda: tdist.all_reduce(one))
         times[f"{name}/elements"] = [float(flat.numel())]
     if rank == 0:
@@ -187,8 +187,14 @@ def allreduce_model(probe: dict) -> dict:
     bw = g_bytes / max(probe["generators/raw"] - 2 * alpha, 1e-9)
     ring = {name: 2 * alpha + probe[f"{name}/elements"] * 4 / bw for name in ("generators", "discriminators")}
     overhead = {name: probe[f"{name}/deepspeed"] - probe[f"{name}/raw"] for name in ring}
-    return {"alpha_s": alpha, "bandwidth_Bps": bw, "ring_s": sum(ring.values()), "deepspeed_overhead_s": sum(overhead.values()),
-            "ring_check_D": ring["discriminators"] / probe["discriminators/raw"], "total_s": sum(ring.values()) + sum(overhead.values())}
+    return {
+        "alpha_s": alpha,
+        "bandwidth_Bps": bw,
+        "ring_s": sum(ring.values()),
+        "deepspeed_overhead_s": sum(overhead.values()),
+        "ring_check_D": ring["discriminators"] / probe["discriminators/raw"],
+        "total_s": sum(ring.values()) + sum(overhead.values()),
+    }
 
 
 def predict(one: dict, share: float, imbalance: float, comm: dict, ranks: int = 2) -> dict:

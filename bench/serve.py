@@ -90,7 +90,7 @@ def bare_model(checkpoint: Path, data: bytes, repeats: int, backend: str = "torc
     settings = serve_settings(load_config(None, ["serve.cpus_per_replica=1", f"serve.backend={backend}"]).serve)
     model = build_backend(str(checkpoint), settings, "cpu")
     times, forwards = [], []
-    for i in range(repeats + 5):
+    for _ in range(repeats + 5):
         start = time.perf_counter()
         image = decode_image(data)
         forward = time.perf_counter()

@@ -120,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
         "translate",
         help="translate image files with a trained checkpoint or a running endpoint",
         description="Translate PNG/JPEG files (or every image in the given folders) with a serving or "
-        "training checkpoint, or through a running `crossnet serve` endpoint (--endpoint URL). Inputs are resized to the model size and outputs resized back to the input size; "
+        "training checkpoint, or through a running `crossnet serve` endpoint (--endpoint URL). Inputs are resized to "
+        "the model size and outputs resized back to the input size; "
         "outputs are written as OUT/<name>_<direction>.png.",
     )
     translate.add_argument("inputs", nargs="+", help="image files or folders")
@@ -183,7 +184,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Exception as err:
         from crossnet_dist.training.checkpoint import CheckpointError
-
         from crossnet_dist.training.divergence import DivergenceError
 
         if isinstance(err, CheckpointError):

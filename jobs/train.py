@@ -9,8 +9,9 @@ runtime_env: `working_dir` ships this repository to every node (it is put first 
 folders in `excludes` anyway); the cluster's Python must have the pinned stack
 (requirements.txt): the job checks that first and says how to fix it (start the cluster from the
 project's environment; or `--runtime-env-json '{"pip": "requirements.txt", ...}'` on a bare Ray cluster,
-which installs the stack on every node for the job; or the project's image). Put storage credentials in `env_vars` (AWS_ACCESS_KEY_ID, ...,
-AWS_ENDPOINT_URL for a non-AWS S3) or, better, in the nodes' environment/instance roles.
+which installs the stack on every node for the job; or the project's image). Put storage credentials in
+`env_vars` (AWS_ACCESS_KEY_ID, ..., AWS_ENDPOINT_URL for a non-AWS S3) or, better, in the nodes'
+environment/instance roles.
 The job's driver connects to the cluster through RAY_ADDRESS, which `ray job submit` sets;
 `--resume RUN` continues a stopped run.
 """

@@ -17,6 +17,7 @@ from packaging.requirements import Requirement
 
 from tests.helpers import REPO
 
+
 def norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 

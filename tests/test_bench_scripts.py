@@ -51,8 +51,20 @@ def test_the_calibration_model_adds_its_parts_and_leaves_ray_the_idle_core_time(
 @pytest.mark.timeout(240)
 def test_make_bench_in_process_rows_print():
     out = subprocess.run(
-        [sys.executable, "bench/run_all.py", "--skip-dist", "--skip-compile", "--skip-loader", "--skip-serve", "--bare-steps", "2"],
-        cwd=REPO, capture_output=True, text=True, timeout=220,
+        [
+            sys.executable,
+            "bench/run_all.py",
+            "--skip-dist",
+            "--skip-compile",
+            "--skip-loader",
+            "--skip-serve",
+            "--bare-steps",
+            "2",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=220,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     rows = [line for line in out.stdout.splitlines() if line.startswith("(")]

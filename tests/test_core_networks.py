@@ -4,7 +4,13 @@ import torch
 from crossnet_dist.config import load_config
 from crossnet_dist.methods import build_method
 from crossnet_dist.networks import (
-    Decoder, Encoder, ImageSizeError, LatentTranslator, PatchGAN, latent_channels, patchgan_output_size,
+    Decoder,
+    Encoder,
+    ImageSizeError,
+    LatentTranslator,
+    PatchGAN,
+    latent_channels,
+    patchgan_output_size,
 )
 from tests.helpers import tiny_config
 

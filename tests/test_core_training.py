@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from crossnet_dist.image_pool import ImagePool
-from crossnet_dist.training.checkpoint import CheckpointError, load_checked, load_translator, TRAIN_FORMAT
+from crossnet_dist.training.checkpoint import TRAIN_FORMAT, CheckpointError, load_checked, load_translator
 from crossnet_dist.training.loop import Trainer
 from crossnet_dist.training.optimizers import linear_decay
 from tests.helpers import tiny_batches, tiny_config

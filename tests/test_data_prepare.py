@@ -42,7 +42,12 @@ def test_prepare_emoji_limit_into_s3(s3_env, s3_prefix, capsys):
     needs_emoji_tarballs()
     assert main(["data", "prepare", "emoji", "--out", s3_prefix, "--limit", "20", "--cache", str(NPM_CACHE)]) == 0
     expected = {"images": 18, "other": 0}, {"images": 2, "other": 0}  # every 10th emoji held out
-    assert ls_json(s3_prefix, capsys) == {"testA": expected[1], "testB": expected[1], "trainA": expected[0], "trainB": expected[0]}
+    assert ls_json(s3_prefix, capsys) == {
+        "testA": expected[1],
+        "testB": expected[1],
+        "trainA": expected[0],
+        "trainB": expected[0],
+    }
     with opened(s3_prefix, s3_env.storage_options()) as (fs, root):
         names_a = sorted(p.rsplit("/", 1)[1] for p in fs.find(f"{root}/trainA"))
         names_b = sorted(p.rsplit("/", 1)[1] for p in fs.find(f"{root}/trainB"))

@@ -13,10 +13,10 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
+from crossnet_dist.config import DataConfig
 from crossnet_dist.data import DatasetError, DataStats, build_eval_loader, build_train_loader
 from crossnet_dist.data.prepare import write_items
 from crossnet_dist.data.streams import UnpairedImageStream
-from crossnet_dist.config import DataConfig
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -91,6 +91,6 @@ def test_known_harmless_third_party_warnings_are_quiet_unless_asked_for(monkeypa
             else:
                 monkeypatch.setenv(SHOW_WARNINGS_ENV, env)
             quiet_known_warnings()
-            warnings.warn(message, FutureWarning)
-            warnings.warn("a real problem", UserWarning)  # never hidden
+            warnings.warn(message, FutureWarning, stacklevel=1)
+            warnings.warn("a real problem", UserWarning, stacklevel=1)  # never hidden
         assert [str(w.message) for w in caught] == ([message] if shown else []) + ["a real problem"]

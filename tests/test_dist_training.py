@@ -14,7 +14,7 @@ from tests.dist_fixtures import dist_overrides, off_loopback_sockets, use_local_
 
 use_local_env()
 
-from crossnet_dist.training.checkpoint import load_checked, load_translator, SERVING_FORMAT  # noqa: E402
+from crossnet_dist.training.checkpoint import SERVING_FORMAT, load_checked, load_translator  # noqa: E402
 from tests.helpers import tiny_batches, tiny_config  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -205,5 +205,7 @@ def test_ema_weights_are_exported_and_are_what_tune_scores(runs):
     assert not torch.equal(averaged, flat({m: {k[len(m) + 1:]: v for k, v in raw.items() if k.startswith(m + ".")}
                                            for m in served["translation"]}))
     cfg = tiny_config(None, "train.ema_decay=0.5")
-    rebuilt = serving_checkpoint(run.checkpoint_path, pafs.LocalFileSystem(), cfg, run.step, Path(run.checkpoint_path).parent / "scored.pt")
+    rebuilt = serving_checkpoint(
+        run.checkpoint_path, pafs.LocalFileSystem(), cfg, run.step, Path(run.checkpoint_path).parent / "scored.pt"
+    )
     assert torch.equal(flat(load_checked(rebuilt, SERVING_FORMAT)["translation"]), averaged)

@@ -26,8 +26,8 @@ def test_distances_are_zero_for_identical_sets_and_grow_with_a_shift():
 @pytest.mark.timeout(60)
 def test_efficientnet_distances_see_a_colour_shift_in_real_photos():
     from crossnet_dist.evaluation.features import EfficientNetLite0Features
-    from crossnet_dist.images import pil_to_tensor
     from crossnet_dist.evaluation.split_images import to_uint8
+    from crossnet_dist.images import pil_to_tensor
 
     images = to_uint8(torch.stack([pil_to_tensor(im) for im in photo_crops("china.jpg", 4, 32, seed=3)]))
     tinted = images.clone()

@@ -19,7 +19,6 @@ from crossnet_dist.training.optimizers import TorchOptimizerGroup
 from crossnet_dist.training.step import set_requires_grad, train_step
 from tests.helpers import REPO, config_from, has_grad, tiny_batches
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny nets: 1 thread is faster on 2 shared cores
 
 
@@ -74,7 +73,9 @@ def test_table3_and_tables45_shapes():
     assert len(g4.adain.convs) == 2 * 3  # Table 4: 3 stride-2 convs (+ LReLU) at level 4
     paper = ConditionalTranslator(4, cap=512, hidden=8, image_size=224).adain
     assert paper.size == 4 and paper.mlp[0].in_features == 4 * 4 * 512  # 28x28 -> 4x4x512 -> linear, as Table 4
-    assert ConditionalTranslator(3, cap=16, hidden=32, image_size=32)(torch.randn(2, 256, 8, 8), b5.new_zeros(2, 512, 4, 4)).shape == (2, 256, 8, 8)
+    assert ConditionalTranslator(3, cap=16, hidden=32, image_size=32)(
+        torch.randn(2, 256, 8, 8), b5.new_zeros(2, 512, 4, 4)
+    ).shape == (2, 256, 8, 8)
     with torch.no_grad():  # the current-level map steers the output through AdaIN; the deeper map is the content
         assert not torch.allclose(g4(a4, b5), g4(torch.randn(2, 512, 4, 4), b5))
         assert not torch.allclose(g4(a4, b5), g4(a4, -b5))

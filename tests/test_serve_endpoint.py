@@ -249,7 +249,7 @@ def test_truncated_images_in_a_batch_get_their_own_400_and_the_valid_ones_200(en
              ("truncated", truncated[0], "image/png"), ("truncated", truncated[1], "image/jpeg")] * 16
     with ThreadPoolExecutor(max_workers=8) as pool:  # 4 valid and 4 truncated in flight: batched together
         results = list(pool.map(lambda c: (c[0], *post(f"{url}/translate?direction=a2b", c[1], c[2])), cases))
-    for kind, status, headers, body in results:
+    for kind, status, _headers, body in results:
         if kind == "valid":
             assert status == 200 and body.startswith(PNG_SIGNATURE), (status, body[:300])
         else:

@@ -97,7 +97,7 @@ def test_schemathesis_finds_no_server_error_on_any_route(endpoint):
                       phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
             @given(case=operation.as_strategy(generation_mode=mode))
             def call(case):
-                check_answer(case.call(base_url=endpoint, session=session, timeout=30), f"{operation.label} {mode}")
+                check_answer(case.call(base_url=endpoint, session=session, timeout=30), f"{operation.label} {mode}")  # noqa: B023
 
             try:
                 call()

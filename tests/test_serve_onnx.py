@@ -50,8 +50,8 @@ def endpoint(exported):
 
 def eager_translation(checkpoint, data: bytes, resolution: str) -> np.ndarray:
     from crossnet_dist.config import load_config
-    from crossnet_dist.serving.deploy import serve_settings
     from crossnet_dist.serving.backends import TorchBackend
+    from crossnet_dist.serving.deploy import serve_settings
 
     backend = TorchBackend(str(checkpoint), serve_settings(load_config(None, []).serve), "cpu")
     image = Image.open(io.BytesIO(data)).convert("RGB")

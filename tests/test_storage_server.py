@@ -35,7 +35,11 @@ def listening_addresses(pid: int) -> set[tuple[str, int]]:
             if state == "0A" and inode in inodes:  # 0A = LISTEN
                 ip_hex, port_hex = local.split(":")
                 if v6:
-                    ip = "::" if int(ip_hex, 16) == 0 else ("::1" if ip_hex.endswith("01000000") and int(ip_hex[:24], 16) == 0 else ip_hex)
+                    ip = (
+                        "::"
+                        if int(ip_hex, 16) == 0
+                        else ("::1" if ip_hex.endswith("01000000") and int(ip_hex[:24], 16) == 0 else ip_hex)
+                    )
                 else:
                     ip = ".".join(str(int(ip_hex[i : i + 2], 16)) for i in (6, 4, 2, 0))
                 found.add((ip, int(port_hex, 16)))
@@ -75,7 +79,10 @@ def test_storage_up_status_down(tmp_path, capsys):
         exports = dict(line.removeprefix("export ").split("=", 1) for line in up.stdout.splitlines())
         assert exports["AWS_ENDPOINT_URL"] == state["endpoint_url"].rstrip("/")
         assert state["endpoint_url"].startswith("http://127.0.0.1:")
-        with opened("s3://demo", {"endpoint_url": state["endpoint_url"], "key": state["key"], "secret": state["secret"]}) as (fs, _):
+        with opened("s3://demo", {"endpoint_url": state["endpoint_url"], "key": state["key"], "secret": state["secret"]}) as (
+            fs,
+            _,
+        ):
             fs.pipe("demo/hello.txt", b"hi")
             assert fs.cat_file("demo/hello.txt") == b"hi"
 

@@ -25,16 +25,16 @@ import torch
 import torch.distributed as tdist
 
 from crossnet_dist.config import config_from_container, to_container
+from crossnet_dist.distributed.quiet import quiet_known_warnings, quiet_report_echo
+from crossnet_dist.distributed.step_parts import StepProfiler
 from crossnet_dist.image_pool import ImagePool
 from crossnet_dist.methods import build_method
 from crossnet_dist.training.checkpoint import atomic_save
+from crossnet_dist.training.divergence import NEVER, FiniteGate, NonFiniteWatch, close_step, diverged
 from crossnet_dist.training.ema import build_ema
 from crossnet_dist.training.loss_window import LossWindow
 from crossnet_dist.training.precision import StepPrecision
 from crossnet_dist.training.seed import seed_everything
-from crossnet_dist.distributed.quiet import quiet_known_warnings, quiet_report_echo
-from crossnet_dist.distributed.step_parts import StepProfiler
-from crossnet_dist.training.divergence import NEVER, FiniteGate, NonFiniteWatch, close_step, diverged
 from crossnet_dist.training.step import step_batches, train_step
 
 log = logging.getLogger(__name__)

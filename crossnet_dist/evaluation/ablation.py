@@ -18,6 +18,7 @@ from pathlib import Path
 from statistics import mean, stdev
 from typing import Any, Callable, Sequence
 
+
 def _crossnet_with(*terms: str) -> list[str]:
     """CrossNet with GAN + Id (always on in Fig. 5) and only the named latent losses of eq. 5."""
     latent = {"CTC": "cross_translation", "ZId": "cross_identity", "ZCyc": "latent_cycle"}
@@ -130,7 +131,9 @@ def _cell(row: dict[str, Any], key: str) -> str:
     return f"{m:.4g} ± {s:.2g}"
 
 
-def write_tables(records: list[dict[str, Any]], settings: Sequence[str], out_dir: str | Path, header: str = "") -> dict[str, Path]:
+def write_tables(
+    records: list[dict[str, Any]], settings: Sequence[str], out_dir: str | Path, header: str = ""
+) -> dict[str, Path]:
     from crossnet_dist.evaluation.plots import bar_chart
 
     out_dir = Path(out_dir)
@@ -142,7 +145,9 @@ def write_tables(records: list[dict[str, Any]], settings: Sequence[str], out_dir
     lines.append("|---" * (len(columns) + 4) + "|")
     for r in rows:
         seeds = ",".join(map(str, r["seeds"]))
-        lines.append(f"| {r['setting']} | {seeds} | {r['steps']} | " + " | ".join(_cell(r, c) for c in columns) + f" | {r['train_s']} |")
+        lines.append(
+            f"| {r['setting']} | {seeds} | {r['steps']} | " + " | ".join(_cell(r, c) for c in columns) + f" | {r['train_s']} |"
+        )
     lines += ["", "mean ± sample standard deviation over seeds; lower is better for every metric but paired_ssim. "
               "paired_*: against the true counterpart (the same file name in the other domain's test folder), "
               "L1 in the [-1, 1] range; fd/kd_efflite0: Frechet/kernel distance on EfficientNet-Lite0 features (not FID)."]

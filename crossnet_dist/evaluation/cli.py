@@ -9,10 +9,10 @@ from pathlib import Path
 
 def _eval(args: argparse.Namespace) -> int:
     from crossnet_dist.evaluation.config import load_eval_config
-    from crossnet_dist.evaluation.scoring import run_evaluation
     from crossnet_dist.evaluation.features import InceptionWeightsMissing
     from crossnet_dist.evaluation.paired import NoPairsError
     from crossnet_dist.evaluation.report import run_folder, write_report
+    from crossnet_dist.evaluation.scoring import run_evaluation
     from crossnet_dist.storage import StorageError
 
     overrides = list(args.overrides)

@@ -19,7 +19,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 INCEPTION_ENV = "CROSSNET_INCEPTION_WEIGHTS"
-INCEPTION_FILES = "pt_inception-2015-12-05-6726825d.pth (pytorch-fid) or weights-inception-2015-12-05-6726825d.pth (torch-fidelity)"
+INCEPTION_FILES = (
+    "pt_inception-2015-12-05-6726825d.pth (pytorch-fid) or weights-inception-2015-12-05-6726825d.pth (torch-fidelity)"
+)
 
 
 class InceptionWeightsMissing(FileNotFoundError):
@@ -107,11 +109,12 @@ class InceptionV3Features(FeatureExtractor):
 
         try:
             # torch-fidelity loads the file with torch.load and a strict load_state_dict.
-            self.model = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(self.weights))
+            self.model = FeatureExtractorInceptionV3(
+                "inception-v3-compat", ["2048"], feature_extractor_weights_path=str(self.weights)
+            )
         except RuntimeError as err:
             raise RuntimeError(
-                f"{self.weights} is not the FID Inception-v3 weights file ({INCEPTION_FILES}): "
-                f"{str(err).splitlines()[0]}"
+                f"{self.weights} is not the FID Inception-v3 weights file ({INCEPTION_FILES}): {str(err).splitlines()[0]}"
             ) from None
         self.model.to(self.device)
 

@@ -60,7 +60,9 @@ def paired_direction(inputs: Tensor, outputs: Tensor, targets: Tensor, pairs: di
     return m
 
 
-def paired_metrics(translations, images, direction_domains: dict[str, tuple[str, str]]) -> tuple[dict[str, float], dict[str, int]]:
+def paired_metrics(
+    translations, images, direction_domains: dict[str, tuple[str, str]]
+) -> tuple[dict[str, float], dict[str, int]]:
     """Paired metrics of every direction whose split has pairs, their means over both directions
     when both have them, and the pair counts."""
     m: dict[str, float] = {}

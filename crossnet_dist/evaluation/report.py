@@ -14,8 +14,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from crossnet_dist.evaluation.scoring import EvalResult, Translations
 from crossnet_dist.evaluation.plots import plot_loss_curves
+from crossnet_dist.evaluation.scoring import EvalResult, Translations
 
 COLUMNS = (
     ("input", "inputs"), ("translation", "outputs"), ("truth", "targets"), ("reconstruction", "reconstructions"),

@@ -73,7 +73,10 @@ def load_cross_translators(checkpoint: Path, cfg, device) -> tuple[dict[str, tor
         return None, f"method {cfg.method!r} has no latent cross-translators"
     payload = load_checked(checkpoint, (SERVING_FORMAT, TRAIN_FORMAT))
     if payload["format"] != TRAIN_FORMAT:
-        return None, "a serving checkpoint (generator.pt) holds no translators: pass a training checkpoint (checkpoints/step_*.pt)"
+        return (
+            None,
+            "a serving checkpoint (generator.pt) holds no translators: pass a training checkpoint (checkpoints/step_*.pt)",
+        )
     from crossnet_dist.networks import LatentTranslator
 
     translators = {}
@@ -131,7 +134,9 @@ def reconstruction_metrics(translations: dict[str, Translations]) -> dict[str, f
     return m
 
 
-def distance_metrics(extractor, prefix_fd: str, prefix_kd: str, translations, images, cache: FeatureCache, cfg) -> dict[str, float]:
+def distance_metrics(
+    extractor, prefix_fd: str, prefix_kd: str, translations, images, cache: FeatureCache, cfg
+) -> dict[str, float]:
     """Frechet and kernel distances of each direction's translations to the real target images."""
     m: dict[str, float] = {}
     real = {d: cache(extractor, images[d].pixels) for d in ("a", "b")}
@@ -146,7 +151,9 @@ def distance_metrics(extractor, prefix_fd: str, prefix_kd: str, translations, im
     return m
 
 
-def run_evaluation(checkpoint, data: str | None = None, split: str = "test", eval_cfg=None, storage_cfg=None, metric: str | None = None) -> EvalResult:
+def run_evaluation(
+    checkpoint, data: str | None = None, split: str = "test", eval_cfg=None, storage_cfg=None, metric: str | None = None
+) -> EvalResult:
     """Everything `evaluate` and the report need; `metric` narrows the work to what computes it."""
     from crossnet_dist.training.checkpoint import load_translator
     from crossnet_dist.training.checkpoint_source import resolve_checkpoint
@@ -169,7 +176,9 @@ def run_evaluation(checkpoint, data: str | None = None, split: str = "test", eva
 
     size = cfg.model.image_size
     images = {d: read_domain(data, split, d, size, storage_cfg, cfg_e.max_images) for d in ("a", "b")}
-    log.info("evaluating %s on %s (%s: %d A, %d B images)", checkpoint, data, split, len(images["a"].names), len(images["b"].names))
+    log.info(
+        "evaluating %s on %s (%s: %d A, %d B images)", checkpoint, data, split, len(images["a"].names), len(images["b"].names)
+    )
     skipped: dict[str, str] = {}
     translators = None
     if "cycle" in groups:

@@ -46,7 +46,9 @@ def read_domain(data_url: str, split: str, domain: str, image_size: int, storage
     except FileNotFoundError:
         listing = []
     if not listing:
-        raise StorageError(f"{display_url(fs, folder)}: no images (expected PNG/JPEG files of split {split!r}, domain {domain.upper()})")
+        raise StorageError(
+            f"{display_url(fs, folder)}: no images (expected PNG/JPEG files of split {split!r}, domain {domain.upper()})"
+        )
     if max_images:
         listing = listing[:max_images]
     contents = fetch_many(fs, listing, RetryPolicy.from_config(storage_cfg))

@@ -50,9 +50,9 @@ from crossnet_dist.serving.requests import (
     body_too_large,
     check_declared_length,
     check_direction,
-    check_resolution,
     check_part_content_type,
     check_raw_content_type,
+    check_resolution,
     probe_image,
 )
 
@@ -251,13 +251,18 @@ class TranslationIngress:
         except RequestRejected as err:
             response = _error(err)
         except BackPressureError:
-            response = _error(RequestRejected(503, "overloaded", "every model replica is busy and the queue is full; retry later"))
+            response = _error(
+                RequestRejected(503, "overloaded", "every model replica is busy and the queue is full; retry later")
+            )
         except Exception:  # noqa: BLE001 - the cause goes to the log, never to the client
             request_id = uuid.uuid4().hex
             log.exception("translation failed (request %s)", request_id)
-            response = _error(RequestRejected(
-                500, "internal", "the translation failed on the server; the request id finds the cause in its log"),
-                request_id)
+            response = _error(
+                RequestRejected(
+                    500, "internal", "the translation failed on the server; the request id finds the cause in its log"
+                ),
+                request_id,
+            )
         finally:
             self.active -= 1
             self.metrics.in_flight.dec()

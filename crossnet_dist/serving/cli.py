@@ -59,8 +59,8 @@ def check_checkpoint(checkpoint: str, serve_cfg) -> None:
     """Loads the checkpoint here with the replicas' backend, before Ray deploys anything: a missing,
     empty, truncated or mismatched one fails at once with the one-line CheckpointError `crossnet
     translate` gives, not as a replica that never becomes healthy."""
-    from crossnet_dist.serving.deploy import serve_settings
     from crossnet_dist.serving.backends import build_backend
+    from crossnet_dist.serving.deploy import serve_settings
 
     build_backend(checkpoint, serve_settings(serve_cfg), "cpu")
 

@@ -79,7 +79,9 @@ def _write_state(state_dir: str | Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def server_down(state_dir: str | Path = DEFAULT_STATE_DIR, timeout_s: float = 15.0, forget: bool = False) -> dict[str, Any] | None:
+def server_down(
+    state_dir: str | Path = DEFAULT_STATE_DIR, timeout_s: float = 15.0, forget: bool = False
+) -> dict[str, Any] | None:
     """Stops the recorded server (SIGTERM, then SIGKILL); None if none was recorded. The record stays
     (marked stopped, pid null) so that `server_up` can bring the same server back; `forget` drops it."""
     state = read_state(state_dir)

@@ -161,7 +161,9 @@ def _is_network_library_error(err: BaseException) -> bool:
     module = type(err).__module__
     names = {cls.__name__ for cls in type(err).__mro__}
     if module.startswith("botocore") or module.startswith("aiobotocore"):
-        return bool(names & {"ConnectionError", "HTTPClientError", "ReadTimeoutError", "ConnectTimeoutError", "ResponseStreamingError"})
+        return bool(
+            names & {"ConnectionError", "HTTPClientError", "ReadTimeoutError", "ConnectTimeoutError", "ResponseStreamingError"}
+        )
     if module.startswith("aiohttp"):
         return bool(names & {"ClientConnectionError", "ServerDisconnectedError", "ClientPayloadError", "ServerTimeoutError"})
     return "FSTimeoutError" in names

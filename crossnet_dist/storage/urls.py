@@ -12,7 +12,6 @@ from fsspec import AbstractFileSystem
 from fsspec.asyn import sync
 from fsspec.implementations.local import LocalFileSystem
 
-
 log = logging.getLogger(__name__)
 
 

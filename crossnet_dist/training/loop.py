@@ -23,9 +23,10 @@ from crossnet_dist.config import to_container
 from crossnet_dist.devices import resolve_device
 from crossnet_dist.image_pool import ImagePool
 from crossnet_dist.methods import TranslationMethod, build_method
+from crossnet_dist.storage.retry import StorageUnavailableError
 from crossnet_dist.training.checkpoint import (
-    TRAIN_FORMAT,
     FORMAT_VERSION,
+    TRAIN_FORMAT,
     atomic_save,
     list_step_checkpoints,
     load_checked,
@@ -34,14 +35,13 @@ from crossnet_dist.training.checkpoint import (
     step_checkpoint_path,
 )
 from crossnet_dist.training.compile import compile_networks
+from crossnet_dist.training.divergence import FiniteGate, NonFiniteWatch, close_step
 from crossnet_dist.training.ema import build_ema
 from crossnet_dist.training.loss_window import LossWindow
 from crossnet_dist.training.optimizers import OptimizerGroup, TorchOptimizerGroup
 from crossnet_dist.training.precision import StepPrecision
 from crossnet_dist.training.samples import save_sample_grid
 from crossnet_dist.training.seed import seed_everything
-from crossnet_dist.storage.retry import StorageUnavailableError
-from crossnet_dist.training.divergence import FiniteGate, NonFiniteWatch, close_step
 from crossnet_dist.training.step import step_batches, train_step
 
 log = logging.getLogger(__name__)

@@ -223,8 +223,10 @@ def run_campaign(cfg, address: str | None = None, resume: str | None = None, num
         path = _join(storage.fs_path, name)
         stored = _read_text(fs, _join(path, CAMPAIGN_CONFIG))
         if stored is None:
-            raise ConfigError(f"--resume: campaign {name!r} not found under {storage.url} "
-                              f"(campaigns: {[n for n in storage.run_names() if _exists(fs, _join(storage.fs_path, n, CAMPAIGN_CONFIG))]})")
+            raise ConfigError(
+                f"--resume: campaign {name!r} not found under {storage.url} "
+                f"(campaigns: {[n for n in storage.run_names() if _exists(fs, _join(storage.fs_path, n, CAMPAIGN_CONFIG))]})"
+            )
         cfg = config_from_container(OmegaConf.to_container(OmegaConf.create(stored)))
     else:
         name = cfg.tune.name or f"{Path(cfg.train.out_dir).name}-tune-{time.strftime('%Y%m%d-%H%M%S')}"
