@@ -186,7 +186,7 @@ def test_tune_space_trial_configs_and_trial_count():
 
 @pytest.mark.timeout(60)
 def test_tables_plot_and_best_choice():
-    from crossnet_dist.tuning.campaign import TrialRow, pick_best, plot_png, table_csv, table_markdown
+    from crossnet_dist.tuning.results import TrialRow, pick_best, plot_png, table_csv, table_markdown
 
     specs = {"loss.crossnet.gan": {}, "optim.lr": {}}
     rows = [

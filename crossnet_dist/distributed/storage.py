@@ -10,6 +10,7 @@ on 127.0.0.1 works the same as AWS.
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -97,3 +98,34 @@ def upload_file(local: str | Path, filesystem: pafs.FileSystem, fs_path: str) ->
 def upload_dir(local: str | Path, filesystem: pafs.FileSystem, fs_path: str) -> None:
     filesystem.create_dir(fs_path, recursive=True)
     pafs.copy_files(str(local), fs_path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=filesystem)
+
+
+def join_path(*parts: str) -> str:
+    """`parts` joined by "/" (a filesystem path or URL prefix and the names under it)."""
+    return "/".join(p.strip("/") if i else p.rstrip("/") for i, p in enumerate(parts))
+
+
+def read_text(filesystem: pafs.FileSystem, fs_path: str) -> str | None:
+    """The file's text, or None when it is missing or unreadable."""
+    try:
+        with filesystem.open_input_stream(fs_path) as f:
+            return f.read().decode()
+    except (FileNotFoundError, OSError):
+        return None
+
+
+def write_bytes(filesystem: pafs.FileSystem, fs_path: str, data: bytes) -> None:
+    """Writes `data` to `fs_path` through upload_file (never a partial file under the final name)."""
+    with tempfile.TemporaryDirectory(prefix="crossnet-write-") as tmp:
+        local = Path(tmp) / Path(fs_path).name
+        local.write_bytes(data)
+        upload_file(local, filesystem, fs_path)
+
+
+def append_text(filesystem: pafs.FileSystem, fs_path: str, text: str) -> None:
+    """Adds `text` at the end of the file (object stores cannot append: the file is rewritten)."""
+    write_bytes(filesystem, fs_path, (read_text(filesystem, fs_path) or "").encode() + text.encode())
+
+
+def path_exists(filesystem: pafs.FileSystem, fs_path: str) -> bool:
+    return filesystem.get_file_info(fs_path).type != pafs.FileType.NotFound

@@ -58,20 +58,6 @@ class ForwardReports(UserCallback):
         self.channel.put((dict(metrics[0]), checkpoint.path))
 
 
-def _write_text(filesystem, path: str, text: str, append: bool = False) -> None:
-    parent = path.rsplit("/", 1)[0]
-    filesystem.create_dir(parent, recursive=True)
-    old = b""
-    if append:
-        try:
-            with filesystem.open_input_stream(path) as f:
-                old = f.read()
-        except (FileNotFoundError, OSError):
-            old = b""
-    with filesystem.open_output_stream(path) as f:
-        f.write(old + text.encode())
-
-
 POINTER = "pointer.json"
 
 
@@ -127,7 +113,7 @@ def run_trial(config: dict[str, Any], base: dict[str, Any], runs_url: str) -> No
     from ray.util.queue import Empty, Queue
 
     from crossnet_dist.distributed.driver import build_trainer
-    from crossnet_dist.distributed.storage import resolve_storage
+    from crossnet_dist.distributed.storage import append_text, resolve_storage, write_bytes
     from crossnet_dist.tuning.scoring import score_checkpoint
     from crossnet_dist.tuning.space import _plain, trial_config
 
@@ -153,9 +139,8 @@ def run_trial(config: dict[str, Any], base: dict[str, Any], runs_url: str) -> No
     run_dir = f"{storage.fs_path}/{trial_id}"
     how = f"from {pointer['trial_id']} step {pointer['step']} ({init_from})" if init_from else \
         ("resume" if pointer is not None else "start")
-    _write_text(storage.filesystem, f"{run_dir}/attempts.log",
-                f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {how} run {run} {json.dumps(params, sort_keys=True)}\n",
-                append=True)
+    append_text(storage.filesystem, f"{run_dir}/attempts.log",
+                f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {how} run {run} {json.dumps(params, sort_keys=True)}\n")
 
     channel = Queue(actor_options={"num_cpus": 0})
     trainer = build_trainer(cfg, run, storage, board=None, callbacks=[ForwardReports(channel)])
@@ -216,6 +201,6 @@ def run_trial(config: dict[str, Any], base: dict[str, Any], runs_url: str) -> No
         "seconds": before + time.time() - t0, "checkpoints_scored": n_scored, "run": run, "lineage": lineage,
         "generator": f"{storage.run_url(run, 'generator.pt')}",
     }
-    _write_text(storage.filesystem, f"{run_dir}/trial.json", json.dumps(summary, indent=2, sort_keys=True))
+    write_bytes(storage.filesystem, f"{run_dir}/trial.json", json.dumps(summary, indent=2, sort_keys=True).encode())
     report_scored(*held)  # the last report, after generator.pt and trial.json exist
     ray.kill(channel.actor)
