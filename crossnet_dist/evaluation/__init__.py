@@ -11,7 +11,7 @@ _EXPORTS = {
     "EvalConfig": "crossnet_dist.evaluation.config",
     "load_eval_config": "crossnet_dist.evaluation.config",
     "EvalResult": "crossnet_dist.evaluation.scoring",
-    "evaluate": "crossnet_dist.evaluation.scoring",
+    "evaluate": "crossnet_dist.evaluation.report",
     "run_evaluation": "crossnet_dist.evaluation.scoring",
     "InceptionWeightsMissing": "crossnet_dist.evaluation.features",
 }

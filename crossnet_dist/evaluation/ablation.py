@@ -89,7 +89,7 @@ def run_setting(
     import torch
 
     from crossnet_dist.config import load_config
-    from crossnet_dist.evaluation.scoring import evaluate
+    from crossnet_dist.evaluation.report import evaluate
 
     torch.set_num_threads(threads)
     run_dir = Path(out_root) / slug(setting) / f"seed{seed}"

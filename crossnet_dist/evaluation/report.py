@@ -3,7 +3,7 @@
 The page is laid out like the CycleGAN results page: one table per direction, one row per test
 image, columns input | translation | truth (the true counterpart, on paired splits) | reconstruction
 (| latent cross-identity for CrossNet). A paired split gets a summary table: each paired metric
-beside doing nothing (the input as its own prediction).
+beside doing nothing (the input as its own prediction). `evaluate` is scoring plus, with `out_dir`, this report.
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 from html import escape
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
 from crossnet_dist.evaluation.plots import plot_loss_curves
-from crossnet_dist.evaluation.scoring import EvalResult, Translations
+from crossnet_dist.evaluation.scoring import EvalResult, Translations, as_eval_config, run_evaluation
 
 COLUMNS = (
     ("input", "inputs"), ("translation", "outputs"), ("truth", "targets"), ("reconstruction", "reconstructions"),
@@ -119,3 +120,30 @@ def render_html(result: EvalResult, info: dict, samples: dict[str, list[dict[str
         parts.append("</table>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+def evaluate(
+    checkpoint_path,
+    data: str | Any | None = None,
+    split: str = "test",
+    metric: str | None = None,
+    out_dir: str | Path | None = None,
+    eval_cfg=None,
+    **overrides,
+) -> dict[str, float]:
+    """Scores a checkpoint; returns {metric name: value} (lower is better for every metric but
+    paired_ssim* and the paired_ssim ratios).
+
+    `data` is a URL/path with testA/ testB/, or a DataConfig (its root and storage are used);
+    None = the checkpoint's own data.root. `metric` (e.g. "fd_efflite0") computes only what that
+    metric needs, for a Tune objective. With `out_dir`, the report (metrics.json, index.html,
+    sample images, loss curves) is written there. `overrides` set EvalConfig fields
+    (cache_dir=..., device=..., max_images=..., inception_weights=...).
+    """
+    storage_cfg = None
+    if data is not None and not isinstance(data, (str, Path)):
+        storage_cfg, data = getattr(data, "storage", None), data.root
+    result = run_evaluation(checkpoint_path, data, split, as_eval_config(eval_cfg, **overrides), storage_cfg, metric)
+    if out_dir is not None:
+        write_report(result, out_dir)
+    return result.metrics

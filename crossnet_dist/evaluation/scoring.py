@@ -224,32 +224,3 @@ def run_evaluation(
         "elapsed_s": round(time.perf_counter() - t0, 2),
     }
     return EvalResult(metrics, info, translations, checkpoint, cfg)
-
-
-def evaluate(
-    checkpoint_path,
-    data: str | Any | None = None,
-    split: str = "test",
-    metric: str | None = None,
-    out_dir: str | Path | None = None,
-    eval_cfg=None,
-    **overrides,
-) -> dict[str, float]:
-    """Scores a checkpoint; returns {metric name: value} (lower is better for every metric but
-    paired_ssim* and the paired_ssim ratios).
-
-    `data` is a URL/path with testA/ testB/, or a DataConfig (its root and storage are used);
-    None = the checkpoint's own data.root. `metric` (e.g. "fd_efflite0") computes only what that
-    metric needs, for a Tune objective. With `out_dir`, the report (metrics.json, index.html,
-    sample images, loss curves) is written there. `overrides` set EvalConfig fields
-    (cache_dir=..., device=..., max_images=..., inception_weights=...).
-    """
-    storage_cfg = None
-    if data is not None and not isinstance(data, (str, Path)):
-        storage_cfg, data = getattr(data, "storage", None), data.root
-    result = run_evaluation(checkpoint_path, data, split, as_eval_config(eval_cfg, **overrides), storage_cfg, metric)
-    if out_dir is not None:
-        from crossnet_dist.evaluation.report import write_report
-
-        write_report(result, out_dir)
-    return result.metrics
