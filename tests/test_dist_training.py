@@ -14,7 +14,8 @@ from tests.dist_fixtures import dist_overrides, off_loopback_sockets, use_local_
 
 use_local_env()
 
-from crossnet_dist.training.checkpoint import SERVING_FORMAT, load_checked, load_translator  # noqa: E402
+from crossnet_dist.training.checkpoint import SERVING_FORMAT, load_checked  # noqa: E402
+from crossnet_dist.translator_checkpoint import load_translator  # noqa: E402
 from tests.helpers import tiny_batches, tiny_config  # noqa: E402
 
 pytestmark = pytest.mark.slow

@@ -17,7 +17,8 @@ from crossnet_dist.full_resolution import (
     translate_whole,
 )
 from crossnet_dist.methods import build_method
-from crossnet_dist.training.checkpoint import atomic_save, serving_payload
+from crossnet_dist.training.checkpoint import atomic_save
+from crossnet_dist.translator_checkpoint import serving_payload
 from tests.helpers import REPO, sample_photo, tiny_config
 
 

@@ -112,7 +112,7 @@ def test_rayservice_serve_config_is_valid_and_builds_the_app(tmp_path):
     from ray.serve.schema import ServeDeploySchema
 
     from crossnet_dist.config import load_config
-    from crossnet_dist.serving import app as serving_app
+    from crossnet_dist.serving import deploy as serving_app
 
     spec = documents("rayservice.yaml")[0]["spec"]
     serve_config = ServeDeploySchema.model_validate(yaml.safe_load(spec["serveConfigV2"]))

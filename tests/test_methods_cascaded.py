@@ -13,10 +13,10 @@ from crossnet_dist.methods import build_method
 from crossnet_dist.methods.cascaded import CascadedError
 from crossnet_dist.networks.cascaded_nets import ConditionalTranslator, DeepestTranslator
 from crossnet_dist.networks.vgg import VGG19Features, VGGWeightsError
-from crossnet_dist.training.checkpoint import load_translator
 from crossnet_dist.training.loop import Trainer
 from crossnet_dist.training.optimizers import TorchOptimizerGroup
 from crossnet_dist.training.step import set_requires_grad, train_step
+from crossnet_dist.translator_checkpoint import load_translator
 from tests.helpers import REPO, config_from, has_grad, tiny_batches
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny nets: 1 thread is faster on 2 shared cores

@@ -11,7 +11,7 @@ from tests.dist_fixtures import dist_overrides, use_local_env
 use_local_env()
 
 from crossnet_dist.config import load_config  # noqa: E402
-from crossnet_dist.training.checkpoint import load_translator  # noqa: E402
+from crossnet_dist.translator_checkpoint import load_translator  # noqa: E402
 from tests.helpers import REPO, tiny_batches  # noqa: E402
 
 pytestmark = pytest.mark.slow

@@ -203,7 +203,7 @@ def gathered_serving_payload(method, config_container: dict, step: int, zero_sta
     collectively first, and copied out before they are partitioned again."""
     import contextlib
 
-    from crossnet_dist.training.checkpoint import serving_payload
+    from crossnet_dist.translator_checkpoint import serving_payload
 
     if zero_stage == 3:
         import deepspeed

@@ -155,8 +155,8 @@ def run_evaluation(
     checkpoint, data: str | None = None, split: str = "test", eval_cfg=None, storage_cfg=None, metric: str | None = None
 ) -> EvalResult:
     """Everything `evaluate` and the report need; `metric` narrows the work to what computes it."""
-    from crossnet_dist.training.checkpoint import load_translator
     from crossnet_dist.training.checkpoint_source import resolve_checkpoint
+    from crossnet_dist.translator_checkpoint import load_translator
 
     t0 = time.perf_counter()
     cfg_e = as_eval_config(eval_cfg)

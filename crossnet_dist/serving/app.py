@@ -20,7 +20,7 @@ The ingress runs as one replica and checks requests (type, size, header) without
 the model deployment (N replicas, or autoscaled) decodes, batches and translates. Backpressure:
 a model replica holds at most serve.max_ongoing_requests requests, and at most
 serve.max_queued_requests more wait at the ingress; beyond that the answer is 503.
-`build_app` is the import path a Serve config (RayService) names: crossnet_dist.serving.app:build_app.
+The application is built in crossnet_dist/serving/deploy.py (a Serve config names deploy:build_app).
 """
 
 
@@ -342,10 +342,3 @@ class TranslationIngress:
         data = await part.read()
         await part.close()
         return data
-
-
-def build_app(args: dict[str, Any]):
-    """The import path Serve config files (RayService `serveConfigV2`) name; see serving/deploy.py."""
-    from crossnet_dist.serving.deploy import build_app as build
-
-    return build(args)

@@ -33,9 +33,9 @@ class TorchBackend:
     name = "torch"
 
     def __init__(self, checkpoint: str, settings: dict[str, Any], device: str):
-        from crossnet_dist.training.checkpoint import load_translator
         from crossnet_dist.training.checkpoint_source import resolve_checkpoint
         from crossnet_dist.translate import FullResolution, TranslateOptionError
+        from crossnet_dist.translator_checkpoint import load_translator
 
         self.device = device
         source = resolve_checkpoint(checkpoint, settings.get("storage"))

@@ -73,7 +73,7 @@ def _admitted(settings: dict[str, Any]) -> int:
 def build_app(args: dict[str, Any]):
     """Application builder for Serve config files (RayService `serveConfigV2`):
 
-        import_path: crossnet_dist.serving.app:build_app
+        import_path: crossnet_dist.serving.deploy:build_app
         args: {checkpoint: s3://bucket/campaign/best/, config: jobs/configs/serve.yaml, overrides: [serve.replicas=2]}
 
     `revision` (optional, any string) is otherwise unused: Serve versions a config-file application by

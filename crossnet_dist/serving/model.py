@@ -39,7 +39,7 @@ def replica_device(settings: dict[str, Any]) -> str:
 
 
 class TranslatorModel:
-    """Deployed by crossnet_dist.serving.app with the options of the `serve:` config section."""
+    """Deployed by crossnet_dist.serving.deploy with the options of the `serve:` config section."""
 
     def __init__(self, checkpoint: str, settings: dict[str, Any]):
         bind_replica_grpc_to_loopback()

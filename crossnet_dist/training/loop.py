@@ -31,7 +31,6 @@ from crossnet_dist.training.checkpoint import (
     list_step_checkpoints,
     load_checked,
     prune_step_checkpoints,
-    serving_payload,
     step_checkpoint_path,
 )
 from crossnet_dist.training.compile import compile_networks
@@ -43,6 +42,7 @@ from crossnet_dist.training.precision import StepPrecision
 from crossnet_dist.training.samples import save_sample_grid
 from crossnet_dist.training.seed import seed_everything
 from crossnet_dist.training.step import step_batches, train_step
+from crossnet_dist.translator_checkpoint import serving_payload
 
 log = logging.getLogger(__name__)
 

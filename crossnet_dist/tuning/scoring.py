@@ -43,7 +43,8 @@ def serving_checkpoint(train_checkpoint: str, filesystem: pafs.FileSystem, cfg, 
     `filesystem`: local or S3); only its generators/ folder is fetched."""
     from crossnet_dist.config import to_container
     from crossnet_dist.methods import build_method
-    from crossnet_dist.training.checkpoint import atomic_save, serving_payload
+    from crossnet_dist.training.checkpoint import atomic_save
+    from crossnet_dist.translator_checkpoint import serving_payload
 
     with tempfile.TemporaryDirectory(prefix="crossnet-tune-ckpt-") as tmp:
         local = Path(tmp)
