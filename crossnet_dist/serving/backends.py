@@ -99,6 +99,9 @@ class OnnxBackend:
                                       "direction's file after it (a2b.onnx, b2a.onnx)")
             self.sessions[meta["direction"]], self.meta[meta["direction"]] = session, meta
         first = next(iter(self.meta.values()))
+        if len({(m["method"], m["image_size"], m.get("checkpoint")) for m in self.meta.values()}) > 1:
+            raise CheckpointError(f"{checkpoint}: its a2b.onnx and b2a.onnx come from different checkpoints "
+                                  f"({', '.join(str(m.get('checkpoint')) for m in self.meta.values())})")
         self.facts = {"step": first.get("step"), "ema": first.get("ema")}
         self.data_cfg = None  # an exported file carries no data set
         self.url = ", ".join(source.url for source in sources)
