@@ -147,10 +147,18 @@ def test_a_lone_request_does_not_wait_for_a_batch(endpoints):
 
 
 def test_topology_single_translates_in_the_ingress_replica_itself(endpoints):
-    status, headers, body = post(f"{endpoints['single']}/translate?direction=b2a", image_bytes((50, 37)))
+    status, _, body = post(f"{endpoints['single']}/translate?direction=b2a", image_bytes((50, 37)))
     assert status == 200 and Image.open(io.BytesIO(body)).size == (50, 37)
-    hop = float(headers["server-timing"].split("hop;dur=")[1].split(",")[0])
-    assert hop < 2.0  # ms: no call to another actor, only this replica's threads
+
+    def median_hop(app: str) -> float:
+        hops = []
+        for _ in range(5):
+            _, headers, _ = post(f"{endpoints[app]}/translate?direction=a2b", image_bytes((40, 30)))
+            hops.append(float(headers["server-timing"].split("hop;dur=")[1].split(",")[0]))
+        return sorted(hops)[2]
+
+    # the same settings in topology split ("tight") pay the call to the model replica; single does not
+    assert median_hop("single") < median_hop("tight")
 
 
 def test_full_resolution_translates_at_the_images_own_size_in_tiles(endpoints):
