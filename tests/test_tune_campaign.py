@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -254,24 +255,32 @@ def test_an_interrupted_campaign_resumes_without_rerunning_finished_trials(ray_s
     from crossnet_dist.tuning.campaign import run_campaign
 
     items = overrides(data, tmp_path, "resumable", "tune.num_samples=3", "train.max_steps=4", "tune.scheduler=fifo")
-    env = {**os.environ, **LOCAL_ENV, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, **LOCAL_ENV, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "crossnet_dist", "tune", str(TUNE_TINY), *items,
                              "--address", ray_session], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     campaign = tmp_path / "resumable"
+    lines: list[str] = []
+    completed = threading.Event()  # Tune's driver has processed a trial's end ("Trial ... completed after")
+
+    def read_output() -> None:
+        for line in proc.stdout:
+            lines.append(line)
+            if " completed after " in line:
+                completed.set()
+
+    reader = threading.Thread(target=read_output, daemon=True)
+    reader.start()
     try:
-        deadline = time.time() + 150
-        while time.time() < deadline and not list(campaign.glob("runs/*/trial.json")) and proc.poll() is None:
-            time.sleep(0.5)
-        finished_before = sorted(p.parent.name for p in campaign.glob("runs/*/trial.json"))
-        assert finished_before, f"no trial finished; driver exited {proc.poll()}"
-        time.sleep(2)  # the trial's last report reaches Tune
+        assert completed.wait(150), f"no trial completed; driver exited {proc.poll()}: {''.join(lines[-20:])}"
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        reader.join(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
     finished_before = sorted(p.parent.name for p in campaign.glob("runs/*/trial.json"))
+    assert finished_before, "Tune reported a trial completed but no trial.json was written"
     assert len(finished_before) < 3, "the campaign ended before it was interrupted"
 
     cfg = tune_config(*overrides(data, tmp_path, "ignored-on-resume"))
