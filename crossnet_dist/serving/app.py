@@ -143,6 +143,11 @@ def server_timing(model: dict[str, float], call_s: float, ingress_s: float) -> s
     return ", ".join(f"{name};dur={seconds * 1e3:.2f}" for name, seconds in parts.items())
 
 
+def admitted_requests(settings: dict[str, Any]) -> int:
+    """Requests one replica takes at once in topology single, queued ones included."""
+    return int(settings["max_ongoing_requests"]) + max(int(settings["max_queued_requests"]), 0)
+
+
 @serve.ingress(api)
 class TranslationIngress:
     def __init__(self, model, settings: dict[str, Any], checkpoint: str | None = None):
@@ -154,7 +159,7 @@ class TranslationIngress:
             from crossnet_dist.serving.model import InProcessModel
 
             model = InProcessModel(checkpoint, settings)
-            self.admitted = int(settings["max_ongoing_requests"]) + max(int(settings["max_queued_requests"]), 0)
+            self.admitted = admitted_requests(settings)
         self.model = model
         self.active = 0
         self.settings = settings
@@ -188,10 +193,8 @@ class TranslationIngress:
     # ---- routes behind the token ------------------------------------------------------------
     @api.get("/info")
     async def info(self, request: Request) -> JSONResponse:
-        try:
-            self._check_token(request)
-        except RequestRejected as err:
-            return _error(err)
+        if (refused := self._refused(request)) is not None:
+            return refused
         model = await self.model.info.remote()
         self.metrics.observe_model(model)
         limits = {k: self.settings[k] for k in (
@@ -209,10 +212,8 @@ class TranslationIngress:
     @api.get("/examples")
     async def examples(self, request: Request) -> JSONResponse:
         """The held-out images the web page offers: [{"index", "domain", "direction", "name", "width", "height"}]."""
-        try:
-            self._check_token(request)
-        except RequestRejected as err:
-            return _error(err)
+        if (refused := self._refused(request)) is not None:
+            return refused
         return JSONResponse([{"index": i, **{k: v for k, v in e.items() if k != "png"}}
                              for i, e in enumerate(await self._held_out())])
 
@@ -290,6 +291,14 @@ class TranslationIngress:
             "X-Input-Size": f"{header.width}x{header.height}", "X-Direction": direction, "X-Resolution": resolution,
             "X-Model-Revision": result["model_revision"],  # which model answered (it changes with an in-place upgrade)
         })
+
+    def _refused(self, request: Request) -> JSONResponse | None:
+        """The 401 answer of a request without the right token, else None."""
+        try:
+            self._check_token(request)
+        except RequestRejected as err:
+            return _error(err)
+        return None
 
     def _check_token(self, request: Request) -> None:
         if self.token is None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from ray import serve
 
-from crossnet_dist.serving.app import TranslationIngress
+from crossnet_dist.serving.app import TranslationIngress, admitted_requests
 
 TOPOLOGIES = ("split", "single")
 
@@ -37,7 +37,7 @@ def build_application(checkpoint: str, serve_cfg: Any):
     if settings["topology"] == "single":
         return serve.deployment(TranslationIngress, name="TranslationIngress").options(
             # admission control is the replica's own (JSON 503s): Serve's queue in front never fills
-            **_replicas(settings), max_ongoing_requests=_admitted(settings) + 64,
+            **_replicas(settings), max_ongoing_requests=admitted_requests(settings) + 64,
             ray_actor_options={"num_cpus": settings["cpus_per_replica"], "num_gpus": settings["gpus_per_replica"]},
         ).bind(None, settings, checkpoint)
     model_options: dict[str, Any] = {
@@ -63,11 +63,6 @@ def _replicas(settings: dict[str, Any]) -> dict[str, Any]:
     return {"num_replicas": "auto", "autoscaling_config": {
         "min_replicas": settings["min_replicas"], "initial_replicas": max(settings["min_replicas"], 1),
         "max_replicas": settings["max_replicas"], "target_ongoing_requests": settings["target_ongoing_requests"]}}
-
-
-def _admitted(settings: dict[str, Any]) -> int:
-    """Requests one replica takes at once, queued ones included."""
-    return int(settings["max_ongoing_requests"]) + max(int(settings["max_queued_requests"]), 0)
 
 
 def build_app(args: dict[str, Any]):
