@@ -49,7 +49,7 @@ def test_tiny_dist_config_and_deepspeed_dicts():
 @pytest.mark.timeout(30)
 def test_run_storage_names_and_s3_endpoint(tmp_path, monkeypatch):
     from crossnet_dist.distributed.driver import choose_run_name
-    from crossnet_dist.distributed.storage import resolve_storage
+    from crossnet_dist.storage.runs import resolve_storage
 
     storage = resolve_storage(str(tmp_path / "runs"))
     cfg = load_config(TINY_CONFIG, ["dist.run_name=exp1"])

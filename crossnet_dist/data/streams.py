@@ -19,7 +19,7 @@ from crossnet_dist.data.reader import ImageReader
 from crossnet_dist.data.stats import DataStats
 from crossnet_dist.data.transforms import eval_transform, train_transform
 from crossnet_dist.storage import RetryPolicy, opened
-from crossnet_dist.storage.urls import as_mapping
+from crossnet_dist.storage.credentials import as_mapping
 
 
 def _worker() -> tuple[int, int]:

@@ -69,7 +69,7 @@ class Telemetry:
         """Copies the event files to <run>/tb/ in storage."""
         if not self.enabled:
             return
-        from crossnet_dist.distributed.storage import upload_dir
+        from crossnet_dist.storage.runs import upload_dir
 
         self._writer.flush()
         try:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import os
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 from fsspec import AbstractFileSystem
 from fsspec.asyn import sync
 from fsspec.implementations.local import LocalFileSystem
+
+from crossnet_dist.storage.credentials import s3_settings
 
 log = logging.getLogger(__name__)
 
@@ -31,27 +33,20 @@ def is_s3_url(url: str) -> bool:
 
 
 def s3_options(storage_cfg: Any = None) -> dict[str, Any]:
-    """s3fs constructor options from a StorageConfig (or mapping), falling back to the AWS_* environment.
+    """s3fs constructor options from `s3_settings`.
 
     The region goes into the botocore Config, never into client_kwargs: s3fs turns a
     client_kwargs region into a LocationConstraint that local S3 servers reject at bucket creation.
+    key/secret None lets botocore read AWS_ACCESS_KEY_ID and friends itself.
     """
-    cfg = as_mapping(storage_cfg)
-    endpoint = cfg.get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    config_kwargs: dict[str, Any] = dict(_SINGLE_ATTEMPT)
-    region = cfg.get("region")
-    if not region and not (os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")):
-        region = "us-east-1"  # SigV4 needs one; S3-compatible servers accept any
-    if region:
-        config_kwargs["region_name"] = region
-    options: dict[str, Any] = {
-        "endpoint_url": endpoint or None,
-        "key": cfg.get("key") or None,  # None: botocore reads AWS_ACCESS_KEY_ID and friends
-        "secret": cfg.get("secret") or None,
-        "config_kwargs": config_kwargs,
+    settings = s3_settings(storage_cfg)
+    return {
+        "endpoint_url": settings.endpoint_url,
+        "key": settings.key,
+        "secret": settings.secret,
+        "config_kwargs": {**_SINGLE_ATTEMPT, "region_name": settings.region},
         "skip_instance_cache": True,  # a new client per call, never one cached in a parent process
     }
-    return options
 
 
 def open_url(url: str, storage_cfg: Any = None) -> tuple[AbstractFileSystem, str]:
@@ -121,15 +116,3 @@ def display_url(fs: AbstractFileSystem, path: str) -> str:
 
 def join(root: str, *parts: str) -> str:
     return "/".join([root.rstrip("/"), *(p.strip("/") for p in parts)])
-
-
-def as_mapping(storage_cfg: Any) -> Mapping[str, Any]:
-    if storage_cfg is None:
-        return {}
-    if isinstance(storage_cfg, Mapping):
-        return storage_cfg
-    from omegaconf import DictConfig, OmegaConf
-
-    if isinstance(storage_cfg, DictConfig):
-        return OmegaConf.to_container(storage_cfg, resolve=True)  # type: ignore[return-value]
-    return vars(storage_cfg)

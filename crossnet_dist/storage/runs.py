@@ -1,21 +1,24 @@
-"""Where distributed runs live: a local folder or an S3 prefix, as a pyarrow filesystem.
+"""Where runs live (Ray Train runs and Tune campaigns): a local folder or an S3 prefix, as a pyarrow filesystem.
 
 Ray Train writes each run to `<storage_path>/<run_name>/` (its checkpoints `step_XXXXXXXX/`
 and its own state files); we add `generator.pt` (the serving export) and `tb/` there.
-For `s3://bucket/prefix` the endpoint and keys come from `data.storage` or, when unset, the
-standard AWS_* environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...), so a local S3 server
-on 127.0.0.1 works the same as AWS.
+For `s3://bucket/prefix` the endpoint and keys come from `storage.credentials.s3_settings`
+(`data.storage`, then the AWS_* environment), so a local S3 server on 127.0.0.1 works the same as AWS.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
+
+from crossnet_dist.config_errors import ConfigError
+from crossnet_dist.storage.credentials import s3_settings
 
 
 @dataclass
@@ -48,23 +51,41 @@ class RunStorage:
         info = self.filesystem.get_file_info(f"{self.fs_path.rstrip('/')}/{run_name}")
         return info.type == pafs.FileType.Directory
 
+    def pick_name(self, resume: str | None, new_name: str, key: str, kind: str = "run", marker: str = "") -> str:
+        """The folder a run (or campaign) writes to. `resume` None: `new_name`, which must not exist yet
+        (the error names config key `key`); "": the newest one; a name or its URL: that one, which must
+        exist. With `marker`, only folders holding that file count (a campaign holds campaign.yaml)."""
+        def counts(name: str) -> bool:
+            return self.exists(name) and (not marker or path_exists(self.filesystem, join_path(self.fs_path, name, marker)))
+
+        if resume is None:
+            if self.exists(new_name):
+                raise ConfigError(f"config key '{key}': {kind} {new_name!r} already exists under {self.url}; "
+                                  f"continue it with --resume {new_name} or pick another name")
+            return new_name
+        known = [name for name in self.run_names() if counts(name)]
+        if resume == "":
+            if not known:
+                raise ConfigError(f"--resume: no {kind}s to resume under {self.url}")
+            return known[-1]
+        name = Path(resume).name if resume.startswith(self.url) else resume
+        if not counts(name):
+            raise ConfigError(f"--resume: {kind} {name!r} not found under {self.url} ({kind}s: {known})")
+        return name
+
+
+def timestamped_name(out_dir: str, *parts: str) -> str:
+    """<train.out_dir's name>[-<parts>]-<YYYYmmdd-HHMMSS>: the name of a run or campaign left unnamed."""
+    return "-".join([Path(out_dir).name, *parts, time.strftime("%Y%m%d-%H%M%S")])
+
 
 def s3_filesystem(storage_cfg=None) -> pafs.S3FileSystem:
-    def pick(attr: str, *env: str):
-        value = getattr(storage_cfg, attr, None) if storage_cfg is not None else None
-        for name in env:
-            value = value or os.environ.get(name)
-        return value
-
-    endpoint = pick("endpoint_url", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
-    kwargs = {
-        "access_key": pick("key", "AWS_ACCESS_KEY_ID"),
-        "secret_key": pick("secret", "AWS_SECRET_ACCESS_KEY"),
-        "region": pick("region", "AWS_DEFAULT_REGION", "AWS_REGION"),
-    }
+    """The pyarrow S3 filesystem Ray Train writes through, from the same settings as the fsspec one."""
+    settings = s3_settings(storage_cfg)
+    kwargs = {"access_key": settings.key, "secret_key": settings.secret, "region": settings.region}
     kwargs = {k: v for k, v in kwargs.items() if v}
-    if endpoint:
-        parsed = urlparse(endpoint)
+    if settings.endpoint_url:
+        parsed = urlparse(settings.endpoint_url)
         kwargs["endpoint_override"] = parsed.netloc or parsed.path
         kwargs["scheme"] = parsed.scheme or "https"
     return pafs.S3FileSystem(**kwargs)
