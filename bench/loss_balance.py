@@ -51,10 +51,10 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=8)
     args = p.parse_args(argv)
 
+    from crossnet_dist.checkpoints.files import TRAIN_FORMAT, load_checked
     from crossnet_dist.config import config_from_container
     from crossnet_dist.evaluation.split_images import read_domain, to_unit_range
     from crossnet_dist.methods import build_method
-    from crossnet_dist.training.checkpoint import TRAIN_FORMAT, load_checked
 
     payload = load_checked(args.checkpoint, TRAIN_FORMAT)
     cfg = config_from_container(payload["config"])

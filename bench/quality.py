@@ -98,7 +98,7 @@ def run_config(args, method: str, seed: int, trainer: str, folder: Path):
 def train_ray(cfg) -> tuple[list[tuple[int, str, float]], float]:
     """Trains on Ray Train workers; returns [(step, checkpoint, CPU-seconds)] and the cores used."""
     from crossnet_dist.distributed.driver import train_distributed
-    from crossnet_dist.distributed.storage import resolve_storage
+    from crossnet_dist.storage.runs import resolve_storage
 
     result = train_distributed(cfg, progress=False)
     cores = cfg.dist.num_workers * cfg.dist.cpus_per_worker
@@ -141,13 +141,13 @@ def score(checkpoint: str, cfg, trainer: str, args, raw: bool = False) -> dict[s
     import pyarrow.fs as pafs
     import torch
 
+    from crossnet_dist.checkpoints.files import load_checked
     from crossnet_dist.evaluation import evaluate
-    from crossnet_dist.training.checkpoint import load_checked
 
     with tempfile.TemporaryDirectory(prefix="crossnet-quality-") as tmp:
         path = Path(checkpoint)
         if trainer == "ray":
-            from crossnet_dist.tuning.scoring import serving_checkpoint
+            from crossnet_dist.distributed.checkpoint import serving_checkpoint
 
             score_cfg = cfg.copy()
             if raw:

@@ -52,10 +52,10 @@ def tiny_checkpoint(folder: Path) -> Path:
 
 def full_width_checkpoint(folder: Path, image_size: int) -> Path:
     """The paper-width CrossNet (configs/crossnet.yaml) at `image_size`, freshly initialised."""
+    from crossnet_dist.checkpoints.files import atomic_save
+    from crossnet_dist.checkpoints.translator import serving_payload
     from crossnet_dist.config import load_config, to_container
     from crossnet_dist.methods import build_method
-    from crossnet_dist.training.checkpoint import atomic_save
-    from crossnet_dist.translator_checkpoint import serving_payload
 
     cfg = load_config("crossnet", [f"model.image_size={image_size}"])
     return atomic_save(serving_payload(build_method(cfg), to_container(cfg), 0), folder / "full_width.pt")
@@ -108,7 +108,7 @@ def bare_batching(checkpoint: Path, image_size: int, batch: int, repeats: int = 
     """Images/s of the bare forward at `batch` over batch 1, one thread: what batching can give at most."""
     import torch
 
-    from crossnet_dist.translator_checkpoint import load_translator
+    from crossnet_dist.checkpoints.translator import load_translator
 
     torch.set_num_threads(1)
     method, _ = load_translator(checkpoint)

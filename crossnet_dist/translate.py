@@ -119,8 +119,8 @@ def translate_files(
 ) -> TranslateReport:
     """Translates image files into `out_dir`. resolution: "model" or "full" (with `tile` px tiles
     sharing `overlap` px for images larger than the tile; tile None = whole images)."""
-    from crossnet_dist.training.checkpoint_source import resolve_checkpoint
-    from crossnet_dist.translator_checkpoint import load_translator
+    from crossnet_dist.checkpoints.source import resolve_checkpoint
+    from crossnet_dist.checkpoints.translator import load_translator
 
     check_direction(direction)
     if resolution not in RESOLUTIONS:

@@ -7,10 +7,11 @@ import sys
 import pytest
 import torch
 
-from crossnet_dist.training.checkpoint import CheckpointError, list_step_checkpoints
+from crossnet_dist.checkpoints.files import CheckpointError
+from crossnet_dist.checkpoints.translator import load_translator, serving_payload
+from crossnet_dist.training.checkpoint import list_step_checkpoints
 from crossnet_dist.training.divergence import DivergenceError, NonFiniteWatch
 from crossnet_dist.training.loop import Trainer
-from crossnet_dist.translator_checkpoint import load_translator, serving_payload
 from tests.helpers import REPO, tiny_batches, tiny_config, write_tiny_dataset
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -4,13 +4,13 @@ import pytest
 import torch
 from torch import nn
 
+from crossnet_dist.checkpoints.files import load_checked
+from crossnet_dist.checkpoints.translator import load_translator
 from crossnet_dist.config import ConfigError
 from crossnet_dist.methods import build_method
 from crossnet_dist.networks import Decoder
-from crossnet_dist.training.checkpoint import load_checked
 from crossnet_dist.training.ema import TranslatorEMA
 from crossnet_dist.training.loop import Trainer
-from crossnet_dist.translator_checkpoint import load_translator
 from tests.helpers import tiny_batches, tiny_config
 
 

@@ -7,11 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
+from crossnet_dist.checkpoints.files import TRAIN_FORMAT, CheckpointError, load_checked
+from crossnet_dist.checkpoints.translator import load_translator
 from crossnet_dist.image_pool import ImagePool
-from crossnet_dist.training.checkpoint import TRAIN_FORMAT, CheckpointError, load_checked
 from crossnet_dist.training.loop import Trainer
 from crossnet_dist.training.optimizers import linear_decay
-from crossnet_dist.translator_checkpoint import load_translator
 from tests.helpers import tiny_batches, tiny_config
 
 

@@ -111,7 +111,7 @@ def test_a_job_submitted_with_the_job_sdk_trains_2_workers_zero2_from_s3_and_log
     assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls(run) if "/step_" in p) == ["step_00000002", "step_00000004"]
     assert fs.ls(f"{run}/tb"), "TensorBoard events not copied to storage"
     fs.get(f"{run}/generator.pt", str(tmp_path / "generator.pt"))
-    from crossnet_dist.translator_checkpoint import load_translator
+    from crossnet_dist.checkpoints.translator import load_translator
 
     method, cfg = load_translator(tmp_path / "generator.pt")
     assert cfg.dist.zero_stage == 2 and cfg.model.image_size == 32

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from crossnet_dist.checkpoints.files import atomic_save
+from crossnet_dist.checkpoints.translator import serving_payload
 from crossnet_dist.config import to_container
 from crossnet_dist.methods import build_method
-from crossnet_dist.training.checkpoint import atomic_save
-from crossnet_dist.translator_checkpoint import serving_payload
 from tests.helpers import REPO, config_from, tiny_config
 
 # on the [0, 1] scale; measured 1.5e-06 (ONNX Runtime) and 0 (TorchScript) at these sizes
@@ -22,9 +22,9 @@ SIZES = [(1, 3, 37, 50), (2, 3, 72, 101)]
 
 def eager(checkpoint, direction, image: np.ndarray) -> np.ndarray:
     """What `crossnet translate --resolution full` computes, on the exported files' [0, 1] scale."""
+    from crossnet_dist.checkpoints.translator import load_translator
     from crossnet_dist.full_resolution import translate_whole
     from crossnet_dist.networks.shapes import min_image_side
-    from crossnet_dist.translator_checkpoint import load_translator
 
     method, cfg = load_translator(checkpoint)
     x = torch.from_numpy(image) * 2 - 1

@@ -9,6 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
+from crossnet_dist.checkpoints.files import atomic_save
+from crossnet_dist.checkpoints.translator import serving_payload
 from crossnet_dist.config import to_container
 from crossnet_dist.full_resolution import (
     blend_weights,
@@ -17,8 +19,6 @@ from crossnet_dist.full_resolution import (
     translate_whole,
 )
 from crossnet_dist.methods import build_method
-from crossnet_dist.training.checkpoint import atomic_save
-from crossnet_dist.translator_checkpoint import serving_payload
 from tests.helpers import REPO, sample_photo, tiny_config
 
 

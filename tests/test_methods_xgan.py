@@ -4,13 +4,13 @@ the optional teacher, overfitting, serving."""
 import pytest
 import torch
 
+from crossnet_dist.checkpoints.translator import load_translator
 from crossnet_dist.config import ConfigError, load_config
 from crossnet_dist.image_pool import ImagePool
 from crossnet_dist.methods import build_method
 from crossnet_dist.training.loop import Trainer
 from crossnet_dist.training.optimizers import TorchOptimizerGroup
 from crossnet_dist.training.step import set_requires_grad, train_step
-from crossnet_dist.translator_checkpoint import load_translator
 from tests.helpers import REPO, config_from, has_grad, tiny_batches
 
 TERMS = ("rec", "dann", "sem", "gan")

@@ -115,9 +115,9 @@ def test_bad_checkpoints_fail_fast_with_one_line_naming_file_and_cause(tmp_path)
 
 
 def test_the_serve_check_itself_takes_under_2_s(tmp_path):
+    from crossnet_dist.checkpoints.files import CheckpointError
     from crossnet_dist.config import load_config
     from crossnet_dist.serving.cli import check_checkpoint
-    from crossnet_dist.training.checkpoint import CheckpointError
 
     serve_cfg = load_config().serve
     for name, (path, cause) in _bad_checkpoints(tmp_path).items():

@@ -98,8 +98,8 @@ def test_content_type_and_length_checks():
 
 
 def test_checkpoint_sources(tmp_path):
-    from crossnet_dist.training.checkpoint import CheckpointError
-    from crossnet_dist.training.checkpoint_source import resolve_checkpoint
+    from crossnet_dist.checkpoints.files import CheckpointError
+    from crossnet_dist.checkpoints.source import resolve_checkpoint
 
     best = tmp_path / "campaign" / "best"
     best.mkdir(parents=True)
@@ -185,9 +185,9 @@ def test_translate_cli_needs_exactly_one_source(capsys):
 
 
 def test_s3_checkpoint_folder_file_and_missing(s3_server, s3_prefix, tmp_path):
+    from crossnet_dist.checkpoints.files import CheckpointError
+    from crossnet_dist.checkpoints.source import resolve_checkpoint
     from crossnet_dist.storage import join, opened
-    from crossnet_dist.training.checkpoint import CheckpointError
-    from crossnet_dist.training.checkpoint_source import resolve_checkpoint
 
     storage = s3_server.storage_options()
     with pytest.raises(CheckpointError, match=f"checkpoint not found: {s3_prefix}/nothing.pt"):

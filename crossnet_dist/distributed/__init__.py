@@ -1,9 +1,10 @@
 """Distributed training on Ray Train + DeepSpeed ZeRO: the only package that imports either.
 
 - `driver.train_distributed(cfg, address=None, resume=None)`: what `crossnet train` runs;
-- `worker.train_loop_per_worker`: the per-worker loop (engines, data shard, checkpoints, export);
+- `worker.train_loop_per_worker`: a rank running the shared epoch loop (training/epochs.py);
 - `engines`: DeepSpeed engines behind the trainer's OptimizerGroup protocol, memory accounting;
-- `storage`: run folders on a local path or S3; `progress`, `telemetry`: what the run shows.
+- `checkpoint`: the DeepSpeed checkpoint (each rank's files, resume, the serving export);
+- `progress`, `telemetry`: what the run shows. Run folders are storage/runs.py's.
 
 Methods are seen only through their interface (generators/discriminators, the shared
 `train_step`, `translation_state_dict`), so every method trains here unchanged.

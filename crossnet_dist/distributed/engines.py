@@ -192,31 +192,3 @@ def memory_report(prefix: str, group: DeepSpeedOptimizerGroup) -> dict[str, floa
         f"mem/{prefix}_optim_state_bytes": float(optimizer_state_bytes(e)),
         f"mem/{prefix}_master_bytes": float(master_weight_bytes(e)),
     }
-
-
-# ---- full weights for export ---------------------------------------------------------------
-
-
-def gathered_serving_payload(method, config_container: dict, step: int, zero_stage: int, rank: int, ema=None) -> dict | None:
-    """`serving_payload` with the translation modules' full fp32 weights, on rank 0 (None
-    elsewhere). Under ZeRO-3 every rank must call this: the partitioned parameters are gathered
-    collectively first, and copied out before they are partitioned again."""
-    import contextlib
-
-    from crossnet_dist.translator_checkpoint import serving_payload
-
-    if zero_stage == 3:
-        import deepspeed
-
-        ctx = deepspeed.zero.GatheredParameters(list(method.generators.parameters()), modifier_rank=None)
-    else:
-        ctx = contextlib.nullcontext()
-    with ctx:
-        if rank != 0:
-            return None
-        payload = serving_payload(method, config_container, step, ema)
-        payload["translation"] = {
-            name: {k: (t.float() if t.is_floating_point() else t).clone() for k, t in sd.items()}
-            for name, sd in payload["translation"].items()
-        }
-        return payload

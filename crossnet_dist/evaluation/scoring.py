@@ -67,7 +67,7 @@ def as_eval_config(eval_cfg=None, **overrides):
 
 def load_cross_translators(checkpoint: Path, cfg, device) -> tuple[dict[str, torch.nn.Module] | None, str]:
     """T_ab and T_ba from a CrossNet training checkpoint, or (None, why not)."""
-    from crossnet_dist.training.checkpoint import SERVING_FORMAT, TRAIN_FORMAT, load_checked
+    from crossnet_dist.checkpoints.files import SERVING_FORMAT, TRAIN_FORMAT, load_checked
 
     if cfg.method != "crossnet":
         return None, f"method {cfg.method!r} has no latent cross-translators"
@@ -155,8 +155,8 @@ def run_evaluation(
     checkpoint, data: str | None = None, split: str = "test", eval_cfg=None, storage_cfg=None, metric: str | None = None
 ) -> EvalResult:
     """Everything `evaluate` and the report need; `metric` narrows the work to what computes it."""
-    from crossnet_dist.training.checkpoint_source import resolve_checkpoint
-    from crossnet_dist.translator_checkpoint import load_translator
+    from crossnet_dist.checkpoints.source import resolve_checkpoint
+    from crossnet_dist.checkpoints.translator import load_translator
 
     t0 = time.perf_counter()
     cfg_e = as_eval_config(eval_cfg)

@@ -40,9 +40,9 @@ def export_checkpoint(checkpoint: str, fmt: str, direction: str, out: str, stora
     """Exports `direction` of `checkpoint` (a generator.pt or best-pointer folder, local or s3://) to
     `out` and checks the written file against the eager model on one image of `check_size` (default:
     a non-square size that is not a multiple of the network's stride, for the dynamic translators)."""
-    from crossnet_dist.training.checkpoint_source import resolve_checkpoint
+    from crossnet_dist.checkpoints.source import resolve_checkpoint
+    from crossnet_dist.checkpoints.translator import load_translator
     from crossnet_dist.translate import FullResolution, TranslateOptionError
-    from crossnet_dist.translator_checkpoint import load_translator
 
     if fmt not in FORMATS:
         raise ExportError(f"format must be one of {', '.join(FORMATS)} (got {fmt!r})")
@@ -106,7 +106,7 @@ def run_torchscript(path: str, image: torch.Tensor):
 def read_onnx_metadata(session, name: str) -> dict[str, Any]:
     """The "crossnet" metadata of an ONNX Runtime session's model (read from file `name`); a
     CheckpointError naming the file if it has none or a newer version."""
-    from crossnet_dist.training.checkpoint import CheckpointError
+    from crossnet_dist.checkpoints.files import CheckpointError
 
     raw = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
     if raw is None:

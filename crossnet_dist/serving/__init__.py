@@ -4,7 +4,7 @@ Modules (import what you need; importing this package does not import ray):
 - app: FastAPI ingress + model deployment, `build_app` for Serve config files;
 - model: the batched model deployment;
 - requests: request checks and the error table (status codes and JSON reasons);
-- (checkpoint sources, local or s3://, live in training/checkpoint_source.py);
+- (checkpoint sources, local or s3://, live in checkpoints/source.py);
 - metrics: Prometheus metrics served at /metrics;
 - server: start/stop Ray + Serve on 127.0.0.1;
 - client: `translate_remote` and `translate_files_remote`;

@@ -33,9 +33,9 @@ class TorchBackend:
     name = "torch"
 
     def __init__(self, checkpoint: str, settings: dict[str, Any], device: str):
-        from crossnet_dist.training.checkpoint_source import resolve_checkpoint
+        from crossnet_dist.checkpoints.source import resolve_checkpoint
+        from crossnet_dist.checkpoints.translator import load_translator
         from crossnet_dist.translate import FullResolution, TranslateOptionError
-        from crossnet_dist.translator_checkpoint import load_translator
 
         self.device = device
         source = resolve_checkpoint(checkpoint, settings.get("storage"))
@@ -73,8 +73,8 @@ class OnnxBackend:
     def __init__(self, checkpoint: str, settings: dict[str, Any], device: str):
         import onnxruntime as ort
 
+        from crossnet_dist.checkpoints.files import CheckpointError
         from crossnet_dist.export.files import read_onnx_metadata
-        from crossnet_dist.training.checkpoint import CheckpointError
 
         self.device = "cpu"
         self.tile = int(settings["full_resolution_tile"])
@@ -156,8 +156,8 @@ def build_backend(checkpoint: str, settings: dict[str, Any], device: str):
 
 def _exported_files(checkpoint: str, storage_cfg: Any) -> list:
     """One .onnx file, or a folder's a2b.onnx and b2a.onnx (at least one)."""
-    from crossnet_dist.training.checkpoint import CheckpointError
-    from crossnet_dist.training.checkpoint_source import resolve_checkpoint
+    from crossnet_dist.checkpoints.files import CheckpointError
+    from crossnet_dist.checkpoints.source import resolve_checkpoint
 
     if str(checkpoint).rstrip("/").endswith(".onnx"):
         return [resolve_checkpoint(checkpoint, storage_cfg, file_name="")]

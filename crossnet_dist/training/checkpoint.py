@@ -1,67 +1,76 @@
-"""Checkpoint files: atomic writes, refused when partial, checked on load; the step checkpoints' names.
+"""The single-process training checkpoint ("crossnet-dist/train"): its writer and reader, and the
+step files' names (`checkpoints/step_XXXXXXXX.pt` in the run folder, the last `keep` kept).
 
-Two formats, both `torch.save` archives loaded with `weights_only=True`:
-- training state ("crossnet-dist/train"): networks, optimisers, pools, position, config;
-- serving ("crossnet-dist/serving"): only the modules translation needs, plus the config; its writer
-  and reader are crossnet_dist/translator_checkpoint.py (serving, translation and export take it from there).
+The file format (atomic writes, checked loads) is checkpoints/files.py's; the DeepSpeed checkpoint
+of distributed runs is distributed/checkpoint.py's.
 """
 
 from __future__ import annotations
 
-import os
+import logging
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-TRAIN_FORMAT = "crossnet-dist/train"
-SERVING_FORMAT = "crossnet-dist/serving"
-FORMAT_VERSION = 1
+from crossnet_dist.checkpoints.files import FORMAT_VERSION, TRAIN_FORMAT, atomic_save, load_checked
+from crossnet_dist.config import to_container
+from crossnet_dist.training.ema import build_ema
+
+log = logging.getLogger(__name__)
+
 _STEP_FILE = re.compile(r"^step_(\d{8})\.pt$")
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, truncated, corrupt or of the wrong kind; the message names its path."""
+def training_state(trainer) -> dict[str, Any]:
+    """Everything a training.loop.Trainer needs to continue where it stopped."""
+    return {
+        "format": TRAIN_FORMAT,
+        "version": FORMAT_VERSION,
+        "method": trainer.method.name,
+        "config": to_container(trainer.cfg),
+        "step": trainer.step,
+        "epoch": trainer.epoch,
+        "epoch_step": trainer.epoch_step,
+        "generators": trainer.method.generators.state_dict(),
+        "discriminators": trainer.method.discriminators.state_dict(),
+        "g_optim": trainer.g_opt.state_dict(),
+        "d_optim": trainer.d_opt.state_dict(),
+        "pools": {d: pool.state_dict() for d, pool in trainer.pools.items()},
+        "ema": trainer.ema.state_dict() if trainer.ema is not None else None,
+        "torch_rng": torch.get_rng_state(),
+    }
 
 
-def atomic_save(payload: dict[str, Any], path: str | Path) -> Path:
-    """Writes to a temporary file in the same folder, fsyncs, then renames over `path`, so a
-    crash never leaves a partial file under the final name."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def restore_training_state(trainer, state: dict[str, Any]) -> None:
+    if state["method"] != trainer.method.name:
+        raise ValueError(f"checkpoint is for method {state['method']!r}, config says {trainer.method.name!r}")
+    trainer.method.generators.load_state_dict(state["generators"])
+    trainer.method.discriminators.load_state_dict(state["discriminators"])
+    trainer.g_opt.load_state_dict(state["g_optim"])
+    trainer.d_opt.load_state_dict(state["d_optim"])
+    for d, pool in trainer.pools.items():
+        pool.load_state_dict(state["pools"][d])
+        pool.to(trainer.device)
+    if trainer.ema is not None:
+        if state.get("ema") is not None:
+            trainer.ema.load_state_dict(state["ema"])
+        else:  # a checkpoint of a run without EMA: the average starts at its weights
+            trainer.ema = build_ema(trainer.method, trainer.cfg.train.ema_decay)
+            log.info("the checkpoint has no EMA weights; the average starts from its weights")
+    trainer.step, trainer.epoch, trainer.epoch_step = state["step"], state["epoch"], state["epoch_step"]
+    torch.set_rng_state(state["torch_rng"])
+
+
+def save_training_checkpoint(trainer, folder: str | Path, keep: int) -> Path:
+    path = atomic_save(training_state(trainer), step_checkpoint_path(folder, trainer.step))
+    prune_step_checkpoints(folder, keep)
     return path
 
 
-def load_checked(path: str | Path, expected_format: str | tuple[str, ...], map_location="cpu") -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises RuntimeError/EOFError/UnpicklingError for damaged archives
-        first_line = (str(err).splitlines() or [""])[0]
-        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({type(err).__name__}: {first_line})") from None
-    formats = (expected_format,) if isinstance(expected_format, str) else expected_format
-    found = payload.get("format") if isinstance(payload, dict) else None
-    if found not in formats:
-        raise CheckpointError(f"checkpoint {path} has format {found!r}, expected {' or '.join(formats)}")
-    if payload.get("version") != FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {path} has version {payload.get('version')!r}, expected {FORMAT_VERSION}")
-    return payload
+def load_training_checkpoint(path: str | Path, map_location="cpu") -> dict[str, Any]:
+    return load_checked(path, TRAIN_FORMAT, map_location=map_location)
 
 
 def step_checkpoint_path(folder: str | Path, step: int) -> Path:

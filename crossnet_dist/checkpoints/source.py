@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crossnet_dist.checkpoints.files import CheckpointError
 from crossnet_dist.storage import is_s3_url, join, opened
-from crossnet_dist.training.checkpoint import CheckpointError
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 `serving_payload` is what a trainer writes as generator.pt (the translation modules, the config,
 the step, whether the weights are the EMA's); `load_translator` loads that, or a training
 checkpoint, as an inference-only method. Serving, offline translation, evaluation and export read
-translators here; the file format itself (atomic writes, checked loads) is training/checkpoint.py's.
+translators here; the file format itself (atomic writes, checked loads) is checkpoints/files.py's.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from crossnet_dist.training.checkpoint import (
+from crossnet_dist.checkpoints.files import (
     FORMAT_VERSION,
     SERVING_FORMAT,
     TRAIN_FORMAT,
