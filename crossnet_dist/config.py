@@ -6,7 +6,7 @@ order. Unknown keys and wrongly typed values fail at load time; `validate` check
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -14,47 +14,16 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from crossnet_dist.config_checks import ConfigError, validate
+from crossnet_dist.config_checks import validate
+from crossnet_dist.config_errors import ConfigError
 from crossnet_dist.configs import resolve_config_path
+from crossnet_dist.methods.options import METHOD_OPTIONS
 
 
 @dataclass
-class UNITOptions:
-    """UNIT (papers/unit.txt): encoders are 3 convs (the 7x7 one + model.n_downsampling stride-2 ones)
-    + model.n_encoder_blocks residual blocks; generators mirror them."""
+class SharedModelConfig:
+    """The model keys every method reads; each method's own options are added as model.<method>."""
 
-    shared_layers: int = 1  # residual blocks tied between E_a/E_b (their last) and G_a/G_b (their first)
-
-
-@dataclass
-class XGANOptions:
-    """XGAN (papers/xgan.txt, Table 1, 64x64): conv blocks down to 4x4, FC embedding, mirrored decoder."""
-
-    enc_channels: int = 32  # conv1 width, doubled per block (32, 64, 128, 256 at 64x64)
-    embedding_dim: int = 1024  # FC1/FC2 width; 1280 when the EfficientNet-Lite0 teacher is used
-    disc_channels: int = 16  # discriminator conv1 width (16, 32, 32, 32)
-    dann_hidden: int = 256  # hidden units of the domain classifier c_dann (not given in the paper)
-    gan_b2a: bool = False  # the paper trains only D_1->2 (a2b); true adds the symmetric discriminator
-    teacher_weights: str = ""  # EfficientNet-Lite0 state dict for L_teach; "" = the packaged file
-
-
-@dataclass
-class CascadedOptions:
-    """Cascaded deep translation (papers/cascaded-deep-translation.txt): one level per run."""
-
-    vgg_weights: str = ""  # torchvision vgg19 state-dict file (e.g. vgg19-dcbb9e9d.pth)
-    random_vgg: bool = False  # TESTS ONLY: a randomly initialised VGG-19 of the same shape
-    init_from: str = ""  # checkpoint (train or serving) of the previous stage: all generator-side weights
-    train_level: int = 5  # 5..1: the translator pair of conv<level>_1 being trained; 0: the inversion nets
-    finest_level: int = 3  # the cascade stops here and inverts (the paper trains 5, 4, 3)
-    max_channels: int = 512  # caps translator/critic/inversion widths (512 = the paper, no cap)
-    adain_hidden: int = 1000  # hidden units of the AdaIN parameter MLP (Table 4)
-    critic_steps: int = 4  # WGAN-GP critic updates per translator update
-    stats_batches: int = 50  # batches whose features estimate the per-domain channel mean/std
-
-
-@dataclass
-class ModelConfig:
     image_size: int = 256  # side of the square training crop, and of serving inputs
     in_channels: int = 3
     gen_channels: int = 64  # ngf: width of the generator's first conv
@@ -67,72 +36,17 @@ class ModelConfig:
     init: str = "normal"
     init_gain: float = 0.02
     upsample: str = "transposed"  # decoder 2x upsampling: transposed (the paper) | resize (nearest resize + conv)
-    unit: UNITOptions = field(default_factory=UNITOptions)  # method-specific options
-    xgan: XGANOptions = field(default_factory=XGANOptions)
-    cascaded: CascadedOptions = field(default_factory=CascadedOptions)
 
 
-@dataclass
-class CrossNetLossWeights:
-    """Eq. 5 of the CrossNet paper; each weight may be 0 (the Fig. 5 ablation)."""
-
-    gan: float = 1.0
-    identity: float = 3.0  # L_Id, eq. 2
-    cross_translation: float = 3.0  # L_CTC, eq. 3
-    cross_identity: float = 6.0  # L_ZId, eq. 1
-    latent_cycle: float = 6.0  # L_ZCyc, eq. 4
-
-
-@dataclass
-class CycleGANLossWeights:
-    """The CycleGAN reference defaults: lambda_A = lambda_B = 10, lambda_identity = 0.5."""
-
-    gan: float = 1.0
-    cycle: float = 10.0
-    identity: float = 0.5  # relative to `cycle`, as in the reference implementation
-
-
-@dataclass
-class UNITLossWeights:
-    """UNIT eqs. 2-8 with the paper's defaults (sec. 4)."""
-
-    gan: float = 10.0  # lambda_0, eqs. 5-6
-    kl: float = 0.1  # lambda_1, eqs. 3-4
-    recon: float = 100.0  # lambda_2, eqs. 3-4
-    cycle_kl: float = 0.1  # lambda_3, eqs. 7-8
-    cycle_recon: float = 100.0  # lambda_4, eqs. 7-8
-
-
-@dataclass
-class XGANLossWeights:
-    """XGAN eq. 1; the paper gives no omega values, so every term defaults to 1 and the teacher is off."""
-
-    rec: float = 1.0  # L_rec, eq. 2
-    dann: float = 1.0  # omega_dann, eq. 3
-    sem: float = 1.0  # omega_sem, eq. 4
-    gan: float = 1.0  # omega_gan, eq. 6
-    teach: float = 0.0  # omega_teach (optional teacher loss)
-
-
-@dataclass
-class CascadedLossWeights:
-    """Cascaded eqs. 1-4 (lambda_gp = 10, lambda_cyc = lambda_idty = 100) and the inversion nets."""
-
-    adv: float = 1.0  # L_adv, eq. 1 (translator side)
-    gp: float = 10.0  # lambda_gp, eq. 1
-    cycle: float = 100.0  # lambda_cyc, eq. 2
-    identity: float = 100.0  # lambda_idty, eq. 3
-    inv_pixel: float = 1.0  # inversion nets: image loss (not weighted in the paper)
-    inv_gan: float = 0.01  # inversion nets: LSGAN term (not weighted in the paper)
-
-
-@dataclass
-class LossConfig:
-    crossnet: CrossNetLossWeights = field(default_factory=CrossNetLossWeights)
-    cyclegan: CycleGANLossWeights = field(default_factory=CycleGANLossWeights)
-    unit: UNITLossWeights = field(default_factory=UNITLossWeights)
-    xgan: XGANLossWeights = field(default_factory=XGANLossWeights)
-    cascaded: CascadedLossWeights = field(default_factory=CascadedLossWeights)
+# model.<method> and loss.<method> come from the methods' own registry (methods/options/)
+ModelConfig = make_dataclass(
+    "ModelConfig",
+    [(name, o.options, field(default_factory=o.options)) for name, o in METHOD_OPTIONS.items() if o.options],
+    bases=(SharedModelConfig,),
+)
+LossConfig = make_dataclass(
+    "LossConfig", [(name, o.weights, field(default_factory=o.weights)) for name, o in METHOD_OPTIONS.items()]
+)
 
 
 @dataclass
@@ -220,8 +134,6 @@ class DistributedConfig:
     # optim.lr): <storage>/<run>/step_XXXXXXXX, a path or s3:// URL. "" = from scratch; ignored on resume; PBT sets it.
     init_from: str = ""
     profile_steps: bool = False  # ZeRO-0: perf/part_*_s, where a step's time goes (distributed/step_parts.py)
-    fail_at_step: int = 0  # fault injection for tests: worker `fail_rank` kills itself at this step, once
-    fail_rank: int = 1
 
 
 @dataclass
@@ -385,6 +297,17 @@ def config_from_container(container: dict[str, Any]) -> DictConfig:
     apply_method_defaults(cfg)
     validate(cfg)
     return cfg
+
+
+def config_with(base: dict[str, Any], values: dict[str, Any]) -> DictConfig:
+    """`base` (a plain config dict) with dotted keys set to `values`, validated (errors name the key):
+    a Tune trial's config from the campaign's."""
+    cfg = OmegaConf.create(base)
+    for key, value in values.items():
+        if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
+            value = value.item()  # numpy scalars (from samplers) as Python numbers
+        OmegaConf.update(cfg, key, value, merge=False)
+    return config_from_container(to_container(cfg))
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:

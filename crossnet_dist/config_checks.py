@@ -8,9 +8,8 @@ import re
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-
-class ConfigError(ValueError):
-    """A configuration key is unknown, mistyped or out of range; the message names the key."""
+from crossnet_dist.config_errors import ConfigError
+from crossnet_dist.tuning.checks import validate_tune_section
 
 
 def _float_leaves(node, prefix: str = ""):
@@ -88,7 +87,7 @@ def validate(cfg: DictConfig) -> None:
     _validate_methods(cfg, fail)
     _validate_dist(cfg, fail)
     _validate_serve(cfg, fail)
-    _validate_tune(cfg, fail)
+    validate_tune_section(cfg, fail)
     if cfg.data.load_size < cfg.model.image_size:
         fail("data.load_size", f"must be >= model.image_size ({cfg.model.image_size})")
 
@@ -101,31 +100,12 @@ def validate(cfg: DictConfig) -> None:
 
 
 def _validate_methods(cfg: DictConfig, fail) -> None:
-    """Options of the unit / xgan / cascaded methods (checked whatever the method, as they are typed)."""
-    m = cfg.model
-    if not 0 <= m.unit.shared_layers <= m.n_encoder_blocks:
-        fail("model.unit.shared_layers", f"must be in [0, model.n_encoder_blocks={m.n_encoder_blocks}]")
-    for key in ("enc_channels", "embedding_dim", "disc_channels", "dann_hidden"):
-        if m.xgan[key] < 1:
-            fail(f"model.xgan.{key}", "must be >= 1")
-    c = m.cascaded
-    if c.train_level not in (0, 1, 2, 3, 4, 5):
-        fail("model.cascaded.train_level", "must be 5..1 (a translator level) or 0 (the inversion networks)")
-    if c.finest_level not in (1, 2, 3, 4, 5):
-        fail("model.cascaded.finest_level", "must be in 1..5")
-    if c.train_level and c.train_level < c.finest_level:
-        fail("model.cascaded.train_level", f"must be >= model.cascaded.finest_level ({c.finest_level}) or 0")
-    for key in ("max_channels", "adain_hidden", "critic_steps", "stats_batches"):
-        if c[key] < 1:
-            fail(f"model.cascaded.{key}", "must be >= 1")
-    if cfg.method == "xgan":
-        size = m.image_size
-        if size < 32 or size & (size - 1):
-            fail("model.image_size", "xgan needs a power of two >= 32 (conv blocks halve it down to 4x4)")
-        if cfg.loss.xgan.teach > 0 and m.xgan.embedding_dim != 1280:
-            fail("model.xgan.embedding_dim", "must be 1280 (the EfficientNet-Lite0 teacher's width) when loss.xgan.teach > 0")
-    if cfg.method == "cascaded" and (m.image_size % 16 or m.image_size < 32):
-        fail("model.image_size", "cascaded needs a multiple of 16 >= 32 (conv5_1 is 1/16 of the image)")
+    """Each method's own checks (methods/options/), run whatever the method, as their keys are typed."""
+    from crossnet_dist.methods.options import METHOD_OPTIONS
+
+    for entry in METHOD_OPTIONS.values():
+        if entry.validate is not None:
+            entry.validate(cfg, fail)
 
 
 _PLACEMENT = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
@@ -141,7 +121,7 @@ def _validate_dist(cfg: DictConfig, fail) -> None:
         fail("dist.zero_stage", "must be one of 0, 1, 2, 3")
     if d.placement_strategy not in _PLACEMENT:
         fail("dist.placement_strategy", f"must be one of {', '.join(_PLACEMENT)}")
-    for key in ("zero3_persistence_threshold", "grad_clip", "checkpoint_every", "keep_checkpoints", "fail_at_step"):
+    for key in ("zero3_persistence_threshold", "grad_clip", "checkpoint_every", "keep_checkpoints"):
         if d[key] < 0:
             fail(f"dist.{key}", "must be >= 0")
     if d.grad_accumulation < 1:
@@ -167,8 +147,6 @@ def _validate_dist(cfg: DictConfig, fail) -> None:
              "use ZeRO 0-2")
     if "://" in d.init_from and not d.init_from.startswith("s3://"):
         fail("dist.init_from", "must be a path or an s3:// URL of a run's step_XXXXXXXX checkpoint")
-    if d.fail_at_step and not 0 <= d.fail_rank < d.num_workers:
-        fail("dist.fail_rank", f"must be a worker rank in [0, {d.num_workers})")
 
 
 _SERVE_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -218,76 +196,3 @@ def _validate_serve(cfg: DictConfig, fail) -> None:
 
 
 SERVE_BACKENDS = ("torch", "onnxruntime")
-TUNE_SCHEDULERS = ("asha", "pbt", "fifo")
-TUNE_SEARCHERS = ("random", "optuna")
-TUNE_PARAM_TYPES = ("uniform", "loguniform", "quniform", "randint", "choice", "grid")
-
-
-def _validate_pbt(cfg: DictConfig, fail) -> None:
-    t, p = cfg.tune, cfg.tune.pbt
-    for key in ("perturbation_interval", "burn_in"):
-        if p[key] < 0:
-            fail(f"tune.pbt.{key}", "must be >= 0")
-    if p.perturbation_interval % cfg.dist.checkpoint_every:
-        fail("tune.pbt.perturbation_interval",
-             f"must be a multiple of dist.checkpoint_every ({cfg.dist.checkpoint_every}): trials are compared "
-             "and cloned at checkpoints")
-    if not 0 < p.quantile_fraction <= 0.5:
-        fail("tune.pbt.quantile_fraction", "must be in (0, 0.5]")
-    if not 0 <= p.resample_probability <= 1:
-        fail("tune.pbt.resample_probability", "must be in [0, 1]")
-    if len(p.perturbation_factors) != 2 or not all(f > 0 for f in p.perturbation_factors):
-        fail("tune.pbt.perturbation_factors", "must be two factors > 0, e.g. [1.2, 0.8]")
-    if t.scheduler == "pbt" and t.searcher != "random":
-        fail("tune.searcher", "tune.scheduler=pbt explores by itself: use searcher=random")
-
-
-def _validate_tune(cfg: DictConfig, fail) -> None:
-    """The `tune:` section's own values; `crossnet tune` also checks that every searched key
-    exists and every value is valid there (crossnet_dist.tuning.space.check_space)."""
-    t = cfg.tune
-    if t.scheduler not in TUNE_SCHEDULERS:
-        fail("tune.scheduler", f"must be one of {', '.join(TUNE_SCHEDULERS)}")
-    if t.searcher not in TUNE_SEARCHERS:
-        fail("tune.searcher", f"must be one of {', '.join(TUNE_SEARCHERS)}")
-    if t.mode not in ("min", "max"):
-        fail("tune.mode", "must be min or max")
-    if "/" in t.name or t.name in (".", ".."):
-        fail("tune.name", "must be a plain folder name")
-    for key in ("num_samples", "max_concurrent_trials"):
-        if t[key] < 1:
-            fail(f"tune.{key}", "must be >= 1")
-    if not t.time_budget_s > 0:
-        fail("tune.time_budget_s", "must be > 0 (a campaign always has a time budget)")
-    if not t.trial_cpus >= 0:
-        fail("tune.trial_cpus", "must be >= 0")
-    for key in ("eval_max_images", "asha.grace_period", "asha.max_t"):
-        if OmegaConf.select(t, key) < 0:
-            fail(f"tune.{key}", "must be >= 0")
-    if not t.asha.reduction_factor > 1:
-        fail("tune.asha.reduction_factor", "must be > 1")
-    if t.asha.brackets < 1:
-        fail("tune.asha.brackets", "must be >= 1")
-    _validate_pbt(cfg, fail)
-    for key, spec in t.space.items():
-        where = f"tune.space.{key}"
-
-        def fail(field: str, why: str, spec=spec) -> None:  # noqa: F811 (dotted space keys defeat select)
-            raise ConfigError(f"config key '{field}': {why} (got {spec[field.rsplit('.', 1)[1]]!r})")
-
-        if spec.type not in TUNE_PARAM_TYPES:
-            fail(f"{where}.type", f"must be one of {', '.join(TUNE_PARAM_TYPES)}")
-        if t.searcher == "optuna" and spec.type == "grid":
-            fail(f"{where}.type", "tune.searcher=optuna samples every key: use choice instead of grid")
-        if spec.type in ("choice", "grid"):
-            if not spec["values"]:  # (spec.values is DictConfig.values)
-                fail(f"{where}.values", f"a {spec.type} needs a non-empty list of values")
-            continue
-        if spec.low is None or spec.high is None:
-            fail(f"{where}.low", f"a {spec.type} range needs low and high")
-        if not spec.low < spec.high:
-            fail(f"{where}.high", f"must be > low ({spec.low})")
-        if spec.type == "loguniform" and not spec.low > 0:
-            fail(f"{where}.low", "a loguniform range needs low > 0")
-        if spec.type == "quniform" and not (spec.q or 0) > 0:
-            fail(f"{where}.q", "a quniform range needs a step q > 0")

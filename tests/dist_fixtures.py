@@ -41,6 +41,39 @@ def memory_loader(data_cfg, image_size: int, seed: int, rank: int = 0, world_siz
     return MemoryShard(_batches(n_batches, data_cfg.batch_size, image_size), rank, world_size)
 
 
+class ShardKilledAtStep(MemoryShard):
+    """Fault injection: rank `rank_to_kill` kills its own process (SIGKILL, as a lost node would) when
+    asked for the batch of step `step` (one batch per step), if this loader began the run at its
+    first batch. A group restarted from a checkpoint resumes mid-run, so it runs on."""
+
+    def __init__(self, batches, rank: int, world_size: int, rank_to_kill: int, step: int):
+        super().__init__(batches, rank, world_size)
+        self.armed = rank == rank_to_kill
+        self.kill_at = step
+        self.served = 0
+        self.began = None
+
+    def set_epoch(self, epoch: int, start_index: int = 0) -> None:
+        super().set_epoch(epoch, start_index)
+        if self.began is None:
+            self.began = (epoch, start_index)
+
+    def __iter__(self):
+        for batch in super().__iter__():
+            self.served += 1
+            if self.armed and self.began == (0, 0) and self.served == self.kill_at:
+                import signal
+
+                os.kill(os.getpid(), signal.SIGKILL)
+            yield batch
+
+
+def loader_killing_rank1_at_step4(data_cfg, image_size: int, seed: int, rank: int = 0, world_size: int = 1,
+                                  pin_memory: bool = False):
+    """`memory_loader`'s shard, whose rank 1 dies fetching the batch of step 4 (`ShardKilledAtStep`)."""
+    return ShardKilledAtStep(_batches(4, data_cfg.batch_size, image_size), rank, world_size, rank_to_kill=1, step=4)
+
+
 # ---- environment and clusters for the distributed tests ----------------------------------------
 
 import os  # noqa: E402

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,28 @@ def config_from(yaml: Path, tmp_path: Path | None = None, *overrides: str):
     """A config from `yaml` with the progress bar off and, given tmp_path, the run under it."""
     extra = [f"train.out_dir={tmp_path / 'run'}"] if tmp_path is not None else []
     return load_config(yaml, ["train.progress=false", *extra, *overrides])
+
+
+@functools.lru_cache(maxsize=1)
+def random_vgg19_file() -> Path:
+    """A randomly initialised VGG-19 (the real shape, seeded) in torchvision's vgg19 file format, written
+    once per test process: pretrained weights cannot be downloaded here, so cascaded tests load this."""
+    import tempfile
+
+    from crossnet_dist.networks.vgg import VGG19Features
+
+    generator_state = torch.get_rng_state()
+    torch.manual_seed(0)
+    features = VGG19Features().features.state_dict()
+    torch.set_rng_state(generator_state)
+    path = Path(tempfile.mkdtemp(prefix="crossnet-test-vgg-")) / "vgg19-random.pth"
+    torch.save({f"features.{k}": v for k, v in features.items()}, path)
+    return path
+
+
+def cascaded_test_overrides() -> list[str]:
+    """What every cascaded test config adds: the random VGG-19 above as model.cascaded.vgg_weights."""
+    return [f"model.cascaded.vgg_weights={random_vgg19_file()}"]
 
 
 def tiny_config(tmp_path: Path | None = None, *overrides: str):

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from crossnet_dist.config import ConfigError, load_config
@@ -111,3 +113,22 @@ def test_the_gpu_configs_train_in_bf16_channels_last_on_one_and_on_several_gpus(
     assert several.dist.storage_path.startswith("s3://")  # every node reaches the checkpoints
     for cfg in (one, several):
         assert (cfg.train.precision, cfg.train.channels_last, cfg.model.image_size) == ("bf16", True, 256)
+
+
+def test_every_method_is_registered_with_its_own_options_and_weights():
+    from crossnet_dist.methods import METHODS
+    from crossnet_dist.methods.options import METHOD_OPTIONS
+
+    assert sorted(METHODS) == sorted(METHOD_OPTIONS)
+    cfg = load_config(None)
+    for name, method in METHODS.items():
+        assert method.options is METHOD_OPTIONS[name]
+        assert sorted(cfg.loss[name]) == sorted(f.name for f in dataclasses.fields(method.options.weights))
+        if method.options.options is not None:
+            assert sorted(cfg.model[name]) == sorted(f.name for f in dataclasses.fields(method.options.options))
+
+
+def test_test_only_hooks_are_not_config_keys():
+    for override in ("dist.fail_at_step=4", "model.cascaded.random_vgg=true"):
+        with pytest.raises(ConfigError, match=override.split("=")[0].rsplit(".", 1)[1]):
+            load_config(None, [override])

@@ -1,13 +1,15 @@
 """Cascaded deep translation: VGG-19 loading and layers, feature statistics, Tables 3-5 shapes, which
 modules each stage trains, WGAN-GP critic steps, overfitting the deepest level, stage chaining, serving.
 
-Every test uses a RANDOMLY INITIALISED VGG-19 of the real shape (model.cascaded.random_vgg=true): the
-pretrained weights cannot be downloaded here, so translation quality is not tested.
+Every test loads a RANDOMLY INITIALISED VGG-19 of the real shape from a file in torchvision's format
+(tests/helpers.py:random_vgg19_file): the pretrained weights cannot be downloaded here, so translation
+quality is not tested.
 """
 
 import pytest
 import torch
 
+from crossnet_dist.checkpoints.translator import load_translator
 from crossnet_dist.image_pool import ImagePool
 from crossnet_dist.methods import build_method
 from crossnet_dist.methods.cascaded import CascadedError
@@ -16,14 +18,13 @@ from crossnet_dist.networks.vgg import VGG19Features, VGGWeightsError
 from crossnet_dist.training.loop import Trainer
 from crossnet_dist.training.optimizers import TorchOptimizerGroup
 from crossnet_dist.training.step import set_requires_grad, train_step
-from crossnet_dist.translator_checkpoint import load_translator
-from tests.helpers import REPO, config_from, has_grad, tiny_batches
+from tests.helpers import REPO, cascaded_test_overrides, config_from, has_grad, tiny_batches
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny nets: 1 thread is faster on 2 shared cores
 
 
 def cascaded_config(tmp_path=None, *overrides):
-    return config_from(REPO / "jobs/configs/tiny_cascaded.yaml", tmp_path, *overrides)
+    return config_from(REPO / "jobs/configs/tiny_cascaded.yaml", tmp_path, *cascaded_test_overrides(), *overrides)
 
 
 def modules_with_grad(container) -> set[str]:
@@ -53,13 +54,13 @@ def test_vgg_reads_torchvision_vgg19_files_and_conv_i_1(tmp_path):
 def test_missing_vgg_weights_name_the_key_and_path(tmp_path):
     missing = tmp_path / "nowhere" / "vgg19-dcbb9e9d.pth"
     with pytest.raises(VGGWeightsError, match=f"model.cascaded.vgg_weights.*{missing}"):
-        build_method(cascaded_config(None, "model.cascaded.random_vgg=false", f"model.cascaded.vgg_weights={missing}"))
+        build_method(cascaded_config(None, f"model.cascaded.vgg_weights={missing}"))
     with pytest.raises(VGGWeightsError, match="model.cascaded.vgg_weights"):
-        build_method(cascaded_config(None, "model.cascaded.random_vgg=false"))
+        build_method(config_from(REPO / "jobs/configs/tiny_cascaded.yaml", None))  # none given
     bad = tmp_path / "bad.pth"
     torch.save({"features.0.weight": torch.zeros(1)}, bad)
     with pytest.raises(VGGWeightsError, match="not a torchvision vgg19 state dict"):
-        build_method(cascaded_config(None, "model.cascaded.random_vgg=false", f"model.cascaded.vgg_weights={bad}"))
+        build_method(cascaded_config(None, f"model.cascaded.vgg_weights={bad}"))
 
 
 def test_table3_and_tables45_shapes():
@@ -195,7 +196,7 @@ def test_stages_chain_through_init_from_and_the_export_serves_both_directions(tm
     export5 = tmp_path / "l5" / "run" / "generator.pt"
 
     cfg4 = cascaded_config(tmp_path / "l4", "train.max_steps=2", "model.cascaded.train_level=4",
-                           "model.cascaded.random_vgg=false", f"model.cascaded.init_from={export5}")
+                           f"model.cascaded.init_from={export5}")
     level4 = Trainer(cfg4)
     g4, g5 = level4.method.generators, level5.method.generators
     for name in ("vgg", "stats", "G5_A", "G5_B"):

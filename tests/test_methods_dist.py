@@ -10,9 +10,9 @@ from tests.dist_fixtures import dist_overrides, use_local_env
 
 use_local_env()
 
+from crossnet_dist.checkpoints.translator import load_translator  # noqa: E402
 from crossnet_dist.config import load_config  # noqa: E402
-from crossnet_dist.translator_checkpoint import load_translator  # noqa: E402
-from tests.helpers import REPO, tiny_batches  # noqa: E402
+from tests.helpers import REPO, cascaded_test_overrides, tiny_batches  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -37,8 +37,9 @@ def test_method_trains_with_two_workers_zero2(ray_session, tmp_path_factory, met
     from crossnet_dist.distributed.driver import train_distributed
 
     storage = tmp_path_factory.mktemp(f"storage-{method}")
+    vgg = cascaded_test_overrides() if method == "cascaded" else []
     cfg = load_config(REPO / f"jobs/configs/tiny_{method}.yaml", [
-        "train.max_steps=3", *dist_overrides(storage, f"dist.run_name={method}", "dist.zero_stage=2"),
+        "train.max_steps=3", *vgg, *dist_overrides(storage, f"dist.run_name={method}", "dist.zero_stage=2"),
     ])
     result = train_distributed(cfg)
     s = result.summary

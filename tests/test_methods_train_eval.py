@@ -9,7 +9,7 @@ from crossnet_dist.image_pool import ImagePool
 from crossnet_dist.methods import build_method
 from crossnet_dist.training.optimizers import TorchOptimizerGroup
 from crossnet_dist.training.step import train_step
-from tests.helpers import REPO, TINY_CONFIG, config_from, tiny_batches
+from tests.helpers import REPO, TINY_CONFIG, cascaded_test_overrides, config_from, tiny_batches
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -25,6 +25,8 @@ DETERMINISTIC = {
 
 def _trained(yaml, *overrides, steps: int = 3, batch_size: int = 4):
     torch.manual_seed(0)
+    if "cascaded" in yaml.name:
+        overrides = (*cascaded_test_overrides(), *overrides)
     cfg = config_from(yaml, None, *overrides)
     method = build_method(cfg)
     g_opt = TorchOptimizerGroup(method.generators.parameters(), cfg.optim)

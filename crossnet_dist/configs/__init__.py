@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from crossnet_dist.config_checks import ConfigError
+from crossnet_dist.config_errors import ConfigError
 
 
 def packaged_configs() -> dict[str, Path]:

@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from crossnet_dist.config import ConfigError
+from crossnet_dist.config_errors import ConfigError
 
 METRIC_GROUPS = ("cycle", "efflite0", "inception", "paired")
 DEFAULT_CACHE_DIR = "~/.cache/crossnet/features"

@@ -3,31 +3,26 @@
 Methods: crossnet, cyclegan, unit, xgan, cascaded. Each owns its paper's optimiser values
 (`optim_defaults`: crossnet/cyclegan Adam 2e-4 (0.5, 0.999) with a pool of 50, unit 1e-4 (0.5, 0.999),
 xgan 1e-4 (0.9, 0.999), cascaded 1e-4 (0.5, 0.999), no pool for the last three), which fill the
-optim.* keys a config leaves unset.
+optim.* keys a config leaves unset. Its options and loss weights are in methods/options/.
+
+The names below are imported on first use, so that `crossnet_dist.methods.options` (what the
+config schema is built from) loads without torch.
 """
 
 from __future__ import annotations
 
-from crossnet_dist.methods.base import DIRECTIONS, StepOutput, TranslationMethod, check_direction
-from crossnet_dist.methods.cascaded import Cascaded
-from crossnet_dist.methods.crossnet import CrossNet
-from crossnet_dist.methods.cyclegan import CycleGAN
-from crossnet_dist.methods.unit import UNIT
-from crossnet_dist.methods.xgan import XGAN
+import importlib
 
-METHODS: dict[str, type[TranslationMethod]] = {m.name: m for m in (CrossNet, CycleGAN, UNIT, XGAN, Cascaded)}
+_HOMES = {
+    "DIRECTIONS": "base", "StepOutput": "base", "TranslationMethod": "base", "check_direction": "base",
+    "METHODS": "registry", "build_method": "registry",
+}
 
 
-def build_method(cfg, inference: bool = False) -> TranslationMethod:
-    """Builds the method named by cfg.method with its own loss weights (cfg.loss.<method>).
-
-    With inference=True only the modules that translation uses are built.
-    """
-    try:
-        method_cls = METHODS[cfg.method]
-    except KeyError:
-        raise ValueError(f"config key 'method': unknown method {cfg.method!r}; known: {sorted(METHODS)}") from None
-    return method_cls(cfg.model, cfg.loss[cfg.method], inference=inference)
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
 
 
-__all__ = ["DIRECTIONS", "METHODS", "StepOutput", "TranslationMethod", "build_method", "check_direction"]
+__all__ = sorted(_HOMES)

@@ -9,7 +9,7 @@ outside and sees a method only through this class.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -40,6 +40,8 @@ class TranslationMethod(nn.Module):
     # fakes shown to the discriminators); optim.* keys a config leaves unset take these
     # (config.apply_method_defaults).
     optim_defaults: ClassVar[dict[str, float | int]]
+    # The method's entry in methods/options/: its model.<name> options, loss.<name> weights, their checks.
+    options: ClassVar[Any]
 
     def __init__(self, model_cfg, loss_cfg, inference: bool = False):
         super().__init__()

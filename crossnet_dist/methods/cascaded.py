@@ -17,8 +17,7 @@ Training is one stage per run, chosen by model.cascaded.train_level:
 Each later stage starts from the previous stage's checkpoint (model.cascaded.init_from, train or
 serving format), which carries VGG, feature statistics and every trained network; modules a stage
 does not train are frozen (requires_grad False), so optimisers and ZeRO skip them. The first stage
-needs VGG-19 weights (model.cascaded.vgg_weights, torchvision's vgg19 state-dict file), or
-model.cascaded.random_vgg=true, which only tests should use.
+needs VGG-19 weights (model.cascaded.vgg_weights, torchvision's vgg19 state-dict file).
 
 Not from the paper (it gives no details): the WGAN critics' architecture (`FeatureCritic`), the
 inversion loss weights, the statistics estimated from the first `stats_batches` batches, and one
@@ -43,6 +42,7 @@ from crossnet_dist.losses import (
     wgan_generator_loss,
 )
 from crossnet_dist.methods.base import StepOutput, TranslationMethod, check_direction, weighted_sum
+from crossnet_dist.methods.options import METHOD_OPTIONS
 from crossnet_dist.networks.cascaded_nets import (
     ConditionalTranslator,
     DeepestTranslator,
@@ -62,6 +62,7 @@ class CascadedError(ValueError):
 
 class Cascaded(TranslationMethod):
     name = "cascaded"
+    options = METHOD_OPTIONS["cascaded"]  # its model.cascaded / loss.cascaded dataclasses and their checks
     # appendix A.1.1: Adam 1e-4 (0.5, 0.999) at a fixed rate; no history pool (a WGAN-GP critic is
     # trained on the current translator's samples)
     optim_defaults = {"lr": 1e-4, "beta1": 0.5, "beta2": 0.999, "pool_size": 0}
@@ -103,9 +104,6 @@ class Cascaded(TranslationMethod):
                 self.discriminators[f"D{self.train_level}_{d}"] = FeatureCritic(self.train_level, cap)
         if opts.init_from:
             self._load_previous_stage(opts.init_from)
-        elif opts.random_vgg:
-            log.warning("cascaded: model.cascaded.random_vgg=true, a randomly initialised VGG-19 (tests only)")
-            self._update_stats = True
         else:
             g["vgg"].load_torchvision_weights(opts.vgg_weights)
             self._update_stats = True
@@ -125,7 +123,7 @@ class Cascaded(TranslationMethod):
             module.requires_grad_(name in trained)
 
     def _load_previous_stage(self, path: str) -> None:
-        from crossnet_dist.training.checkpoint import SERVING_FORMAT, TRAIN_FORMAT, CheckpointError, load_checked
+        from crossnet_dist.checkpoints.files import SERVING_FORMAT, TRAIN_FORMAT, CheckpointError, load_checked
 
         key = "model.cascaded.init_from"
         try:

@@ -18,11 +18,13 @@ from crossnet_dist.losses import (
     lsgan_generator_loss,
 )
 from crossnet_dist.methods.base import StepOutput, TwoDomainGAN, weighted_sum
+from crossnet_dist.methods.options import METHOD_OPTIONS
 from crossnet_dist.networks import LatentTranslator
 
 
 class CrossNet(TwoDomainGAN):
     name = "crossnet"
+    options = METHOD_OPTIONS["crossnet"]  # its model.crossnet / loss.crossnet dataclasses and their checks
 
     def __init__(self, model_cfg, loss_cfg, inference: bool = False):
         super().__init__(model_cfg, loss_cfg, inference)

@@ -7,10 +7,12 @@ from torch import Tensor
 
 from crossnet_dist.losses import identity_loss, image_cycle_consistency_loss, lsgan_generator_loss
 from crossnet_dist.methods.base import StepOutput, TwoDomainGAN, weighted_sum
+from crossnet_dist.methods.options import METHOD_OPTIONS
 
 
 class CycleGAN(TwoDomainGAN):
     name = "cyclegan"
+    options = METHOD_OPTIONS["cyclegan"]  # its model.cyclegan / loss.cyclegan dataclasses and their checks
 
     def generator_step(self, x_a: Tensor, x_b: Tensor) -> StepOutput:
         w = self.weights

@@ -26,6 +26,7 @@ from crossnet_dist.losses import (
     vae_reconstruction_loss,
 )
 from crossnet_dist.methods.base import StepOutput, TranslationMethod, weighted_sum
+from crossnet_dist.methods.options import METHOD_OPTIONS
 from crossnet_dist.networks import PatchGAN
 from crossnet_dist.networks.unit_nets import UNITEncoder, UNITGenerator, shared_blocks
 
@@ -37,6 +38,7 @@ def sample_z(mu: Tensor) -> Tensor:
 
 class UNIT(TranslationMethod):
     name = "unit"
+    options = METHOD_OPTIONS["unit"]  # its model.unit / loss.unit dataclasses and their checks
     translation_modules = ("E_a", "E_b", "G_a", "G_b")
     encoder_decoder = {"a2b": ("E_a", "G_b"), "b2a": ("E_b", "G_a")}  # F_a->b = G_b(E_mu,a(x)): mean code, no noise
     optim_defaults = {"lr": 1e-4, "beta1": 0.5, "beta2": 0.999, "pool_size": 0}  # sec. 4; no history pool

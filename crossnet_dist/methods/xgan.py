@@ -35,6 +35,7 @@ from crossnet_dist.losses import (
     xgan_reconstruction_loss,
 )
 from crossnet_dist.methods.base import StepOutput, TranslationMethod, weighted_sum
+from crossnet_dist.methods.options import METHOD_OPTIONS
 from crossnet_dist.networks.xgan_nets import (
     DomainClassifier,
     XGANDecoder,
@@ -48,6 +49,7 @@ from crossnet_dist.networks.xgan_nets import (
 
 class XGAN(TranslationMethod):
     name = "xgan"
+    options = METHOD_OPTIONS["xgan"]  # its model.xgan / loss.xgan dataclasses and their checks
     translation_modules = ("e_1", "e_2", "d_1", "d_2")
     encoder_decoder = {"a2b": ("e_1", "d_2"), "b2a": ("e_2", "d_1")}  # g_12 = d_2 o e_1
     # sec. 3.1: Adam, lr 1e-4; betas not given, so Adam's own (0.9, 0.999); no history pool
@@ -66,7 +68,7 @@ class XGAN(TranslationMethod):
             if model_cfg.xgan.gan_b2a:
                 self.discriminators["D_a"] = XGANDiscriminator(model_cfg)  # D_2->1
             if loss_cfg.teach > 0:
-                from crossnet_dist.evaluation.efficientnet_lite import load_efficientnet_lite0
+                from crossnet_dist.networks.efficientnet_lite import load_efficientnet_lite0
 
                 path = model_cfg.xgan.teacher_weights or None
                 self.teacher = load_efficientnet_lite0(path)  # frozen, eval; not in either group
