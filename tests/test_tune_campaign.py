@@ -94,7 +94,7 @@ def attempts(campaign: Path, trial_id: str) -> int:
 def test_asha_campaign_of_four_trials_stops_the_worst_and_points_at_the_best(ray_session, data, tmp_path):
     """4 trials: 2 samples of the five weights x lr in {2e-4, 5e-2}; the lr 5e-2 trials are far worse
     at the first rung (step 2) than the lr 2e-4 trial before them, so ASHA stops them there."""
-    from crossnet_dist.translator_checkpoint import load_translator
+    from crossnet_dist.checkpoints.translator import load_translator
     from crossnet_dist.tuning.campaign import run_campaign
 
     # 24 steps: a stopped trial's run must still be training when ASHA's stop reaches it (the driver
@@ -151,7 +151,7 @@ def test_pbt_moves_the_worse_trial_onto_the_better_ones_checkpoint_and_values(ra
     Synchronous PBT (the population waits at step 4, then moves its bottom half): asynchronous PBT
     compares a trial only with those that reported before it, so whether it moves anyone depends
     on how the trials' start-up times fall."""
-    from crossnet_dist.translator_checkpoint import load_translator
+    from crossnet_dist.checkpoints.translator import load_translator
     from crossnet_dist.tuning.campaign import run_campaign
 
     space = ("tune.space={optim.lr: {type: grid, values: [2.0e-4, 5.0e-2]}, "
@@ -200,7 +200,7 @@ def test_a_campaign_in_s3_reads_its_data_from_s3_and_serves_its_best_from_s3(ray
     best pointer are written to S3, and Serve's checkpoint resolver loads the best from there."""
     import s3fs
 
-    from crossnet_dist.training.checkpoint_source import resolve_checkpoint
+    from crossnet_dist.checkpoints.source import resolve_checkpoint
     from crossnet_dist.tuning.campaign import run_campaign
 
     opts = s3_server.storage_options()
@@ -219,7 +219,7 @@ def test_a_campaign_in_s3_reads_its_data_from_s3_and_serves_its_best_from_s3(ray
         {p.rsplit("/", 1)[-1] for p in stored}
     assert fs.ls(f"{bucket_path}/runs/s3-campaign/runs/{row.trial_id}/")  # the Train run with its checkpoints
     resolved = resolve_checkpoint(result.best_url, cfg.data.storage)
-    from crossnet_dist.translator_checkpoint import load_translator
+    from crossnet_dist.checkpoints.translator import load_translator
 
     assert resolved.url == f"{result.best_url}generator.pt" and resolved.pointer["best"]["trial_id"] == row.trial_id
     method, trained = load_translator(resolved.local_path)

@@ -11,6 +11,13 @@ TUNE_TINY = REPO / "jobs" / "configs" / "tune_tiny.yaml"
 TUNE_FULL = REPO / "jobs" / "configs" / "tune.yaml"
 
 
+
+def campaign_specs(cfg):
+    from crossnet_dist.config import config_with
+    from crossnet_dist.tuning.checks import check_campaign
+
+    return check_campaign(cfg, config_with)
+
 def cfg_with(*overrides, path=TUNE_TINY):
     return load_config(path, list(overrides))
 
@@ -42,14 +49,13 @@ def test_bad_tune_values_name_their_key(override, key):
 
 @pytest.mark.timeout(60)
 def test_the_space_is_checked_against_the_config_before_any_trial():
-    from crossnet_dist.tuning.campaign import check_campaign
 
-    specs = check_campaign(cfg_with())
+    specs = campaign_specs(cfg_with())
     assert sorted(specs) == sorted(f"loss.crossnet.{k}" for k in
                                    ("gan", "identity", "cross_translation", "cross_identity", "latent_cycle"))
     # an empty space = the five CrossNet weights
-    assert sorted(check_campaign(cfg_with("tune.space={}", path=REPO / "jobs" / "configs" / "tiny.yaml"))) == sorted(specs)
-    full = check_campaign(cfg_with(path=TUNE_FULL))
+    assert sorted(campaign_specs(cfg_with("tune.space={}", path=REPO / "jobs" / "configs" / "tiny.yaml"))) == sorted(specs)
+    full = campaign_specs(cfg_with(path=TUNE_FULL))
     assert "optim.lr" in full and len(full) == 6
     bad = {
         "tune.space={loss.crossnet.nope: {type: uniform, low: 0, high: 1}}": "has no key",
@@ -62,42 +68,41 @@ def test_the_space_is_checked_against_the_config_before_any_trial():
     }
     for override, message in bad.items():
         with pytest.raises(ConfigError, match=message):
-            check_campaign(cfg_with(override))
+            campaign_specs(cfg_with(override))
     with pytest.raises(ConfigError, match="tune.asha.max_t"):
-        check_campaign(cfg_with("train.max_steps=0"))
+        campaign_specs(cfg_with("train.max_steps=0"))
     with pytest.raises(ConfigError, match="use choice instead of grid"):
         cfg_with("tune.searcher=optuna", "tune.space={optim.lr: {type: grid, values: [1.0e-4]}}")
 
 
 @pytest.mark.timeout(60)
 def test_paired_metrics_are_tune_objectives_with_their_direction_checked():
-    from crossnet_dist.tuning.campaign import check_campaign
 
-    assert check_campaign(cfg_with("tune.metric=paired_l1"))  # lower is better, like the default mode
-    assert check_campaign(cfg_with("tune.metric=paired_ssim_b2a", "tune.mode=max"))
+    assert campaign_specs(cfg_with("tune.metric=paired_l1"))  # lower is better, like the default mode
+    assert campaign_specs(cfg_with("tune.metric=paired_ssim_b2a", "tune.mode=max"))
     with pytest.raises(ConfigError, match="'tune.mode'.*higher.*tune.mode=max"):
-        check_campaign(cfg_with("tune.metric=paired_ssim"))
+        campaign_specs(cfg_with("tune.metric=paired_ssim"))
     with pytest.raises(ConfigError, match="'tune.mode'.*lower.*tune.mode=min"):
-        check_campaign(cfg_with("tune.metric=paired_l1", "tune.mode=max"))
+        campaign_specs(cfg_with("tune.metric=paired_l1", "tune.mode=max"))
 
 
 @pytest.mark.timeout(60)
 def test_pbt_settings_are_checked_and_become_ray_pbt():
     from ray.tune.schedulers import PopulationBasedTraining
 
-    from crossnet_dist.tuning.campaign import _scheduler, check_campaign
+    from crossnet_dist.tuning.campaign import _scheduler
 
     with pytest.raises(ConfigError, match="'tune.searcher'.*use searcher=random"):
         cfg_with("tune.scheduler=pbt", "tune.searcher=optuna")
     with pytest.raises(ConfigError, match="'tune.space'.*not a grid"):
-        check_campaign(cfg_with("tune.scheduler=pbt", "tune.space={optim.lr: {type: grid, values: [1.0e-4]}}",
+        campaign_specs(cfg_with("tune.scheduler=pbt", "tune.space={optim.lr: {type: grid, values: [1.0e-4]}}",
                                 path=REPO / "jobs" / "configs" / "tiny.yaml"))
     with pytest.raises(ConfigError, match="'tune.pbt.perturbation_interval'.*ever perturbed"):
-        check_campaign(cfg_with("tune.scheduler=pbt", "tune.pbt.perturbation_interval=8"))
+        campaign_specs(cfg_with("tune.scheduler=pbt", "tune.pbt.perturbation_interval=8"))
     full = cfg_with(path=REPO / "jobs" / "configs" / "tune_pbt.yaml")
-    assert isinstance(_scheduler(full, check_campaign(full)), PopulationBasedTraining)
+    assert isinstance(_scheduler(full, campaign_specs(full)), PopulationBasedTraining)
     cfg = cfg_with("tune.scheduler=pbt", "tune.pbt.quantile_fraction=0.5")
-    pbt = _scheduler(cfg, check_campaign(cfg))
+    pbt = _scheduler(cfg, campaign_specs(cfg))
     assert isinstance(pbt, PopulationBasedTraining)
     assert pbt._time_attr == "progress/step" and pbt._perturbation_interval == 2  # = dist.checkpoint_every
     assert pbt._quantile_fraction == 0.5 and sorted(pbt._hyperparam_mutations) == sorted(
@@ -113,10 +118,10 @@ def test_pbt_never_moves_a_trial_at_its_last_step():
 
     from ray.tune.experiment import Trial
 
-    from crossnet_dist.tuning.campaign import _scheduler, check_campaign
+    from crossnet_dist.tuning.campaign import _scheduler
 
     cfg = cfg_with("tune.scheduler=pbt")
-    pbt = _scheduler(cfg, check_campaign(cfg))
+    pbt = _scheduler(cfg, campaign_specs(cfg))
     trial = Trial("run_trial", config={"loss.crossnet.gan": 1.0}, stub=True)
     controller = SimpleNamespace(search_alg=None, get_trials=lambda: [trial])  # what PBT reads of it
     pbt.set_search_properties("eval/cycle_l1", "min")  # what Tune's TuneConfig(metric, mode) does
@@ -155,7 +160,7 @@ def test_pbt_mutations_leave_grids_alone_and_perturbations_stay_in_range():
 
 @pytest.mark.timeout(60)
 def test_resources_that_would_deadlock_are_refused():
-    from crossnet_dist.tuning.campaign import check_resources
+    from crossnet_dist.tuning.checks import check_resources
 
     check_resources(cfg_with(), 2)  # 0.01 + 1 x 0.5
     check_resources(cfg_with("dist.num_workers=2"), 2)  # 0.01 + 2 x 0.5
@@ -167,7 +172,8 @@ def test_resources_that_would_deadlock_are_refused():
 def test_tune_space_trial_configs_and_trial_count():
     from ray import tune
 
-    from crossnet_dist.tuning.space import space_specs, trial_config, trial_count, tune_space
+    from crossnet_dist.config import config_with as trial_config
+    from crossnet_dist.tuning.space import space_specs, trial_count, tune_space
 
     cfg = cfg_with("tune.space={optim.lr: {type: grid, values: [1.0e-4, 2.0e-4]}, loss.crossnet.gan: "
                    "{type: quniform, low: 0.5, high: 2, q: 0.5}}", "tune.num_samples=3")

@@ -9,14 +9,12 @@ RAY_ADDRESS points the driver at the cluster).
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from crossnet_dist.config import ConfigError, to_container
-from crossnet_dist.distributed.storage import RunStorage, resolve_storage
+from crossnet_dist.config import to_container
 from crossnet_dist.ray_local import connect_ray
+from crossnet_dist.storage.runs import RunStorage, resolve_storage, timestamped_name
 
 log = logging.getLogger(__name__)
 
@@ -36,23 +34,7 @@ class DistributedResult:
 def choose_run_name(cfg, storage: RunStorage, resume: str | None) -> str:
     """`resume` = None: a new run (dist.run_name, else <out_dir name>-<timestamp>);
     "" : the newest run in storage; a name: that run (it must exist)."""
-    if resume is not None:
-        if resume == "":
-            runs = storage.run_names()
-            if not runs:
-                raise ConfigError(f"--resume: no runs to resume under {storage.url}")
-            return runs[-1]
-        name = Path(resume).name if resume.startswith(storage.url) else resume
-        if not storage.exists(name):
-            raise ConfigError(f"--resume: run {name!r} not found under {storage.url} (runs: {storage.run_names()})")
-        return name
-    name = cfg.dist.run_name or f"{Path(cfg.train.out_dir).name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if storage.exists(name):
-        raise ConfigError(
-            f"config key 'dist.run_name': run {name!r} already exists under {storage.url}; "
-            f"continue it with --resume {name} or pick another name"
-        )
-    return name
+    return storage.pick_name(resume, cfg.dist.run_name or timestamped_name(cfg.train.out_dir), key="dist.run_name")
 
 
 def build_trainer(cfg, run_name: str, storage: RunStorage, board=None, callbacks=()):

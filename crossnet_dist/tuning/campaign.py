@@ -28,63 +28,22 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
-from crossnet_dist.config import ConfigError, config_from_container, to_container
-from crossnet_dist.distributed.storage import RunStorage, join_path, path_exists, read_text, resolve_storage, write_bytes
+from crossnet_dist.config import ConfigError, config_from_container, config_with, to_container
 from crossnet_dist.ray_local import connect_ray
+from crossnet_dist.storage.runs import RunStorage, join_path, read_text, resolve_storage, timestamped_name, write_bytes
+from crossnet_dist.tuning.checks import check_campaign, check_resources
 from crossnet_dist.tuning.results import CampaignResult, summarize
-from crossnet_dist.tuning.space import ClipToSpace, check_space, pbt_mutations, trial_count, tune_space
+from crossnet_dist.tuning.space import ClipToSpace, pbt_mutations, trial_count, tune_space
 from crossnet_dist.tuning.trial import RUNS_DIR, run_trial
 
 log = logging.getLogger(__name__)
 CAMPAIGN_CONFIG = "campaign.yaml"
-
-
-# ---- config checks --------------------------------------------------------------------------
-
-def check_campaign(cfg) -> dict[str, dict[str, Any]]:
-    """Everything a campaign needs beyond config.validate; returns the space specs."""
-    specs = check_space(cfg)
-    t = cfg.tune
-    if t.scheduler == "asha":
-        max_t = t.asha.max_t or cfg.train.max_steps
-        if not max_t:
-            raise ConfigError("config key 'tune.asha.max_t': ASHA needs a trial length in steps: set it or train.max_steps")
-        grace = t.asha.grace_period or cfg.dist.checkpoint_every
-        if grace >= max_t:
-            raise ConfigError(f"config key 'tune.asha.grace_period': must be < the trial length of {max_t} steps "
-                              f"(got {grace}; 0 means dist.checkpoint_every)")
-    if t.scheduler == "pbt":
-        if not pbt_mutations(specs):
-            raise ConfigError("config key 'tune.space': PBT needs at least one searched key that is not a grid")
-        if cfg.train.max_steps and (t.pbt.perturbation_interval or cfg.dist.checkpoint_every) >= cfg.train.max_steps:
-            raise ConfigError(f"config key 'tune.pbt.perturbation_interval': must be < train.max_steps "
-                              f"({cfg.train.max_steps}) or no trial is ever perturbed")
-    from crossnet_dist.evaluation.config import groups_for_metric
-
-    groups_for_metric(t.metric)  # raises ConfigError for an unknown metric
-    higher_is_better = t.metric.startswith("paired_ssim")  # every other metric: lower is better
-    if higher_is_better != (t.mode == "max"):
-        raise ConfigError(f"config key 'tune.mode': {t.metric} is better when "
-                          f"{'higher' if higher_is_better else 'lower'}: use tune.mode={'max' if higher_is_better else 'min'}")
-    return specs
-
-
-def check_resources(cfg, total_cpus: float) -> None:
-    d, t = cfg.dist, cfg.tune
-    need = t.trial_cpus + d.num_workers * d.cpus_per_worker
-    if need > total_cpus + 1e-9:
-        raise ConfigError(
-            f"config key 'dist.cpus_per_worker': one trial needs tune.trial_cpus + dist.num_workers * "
-            f"dist.cpus_per_worker = {t.trial_cpus} + {d.num_workers} * {d.cpus_per_worker} = {need:g} CPUs but "
-            f"Ray has {total_cpus:g}: its workers would never start (e.g. dist.cpus_per_worker=0.5)"
-        )
 
 
 # ---- the campaign ---------------------------------------------------------------------------
@@ -158,21 +117,13 @@ def run_campaign(cfg, address: str | None = None, resume: str | None = None, num
     RAY_ADDRESS, else a local Ray on 127.0.0.1 with `num_cpus` CPUs)."""
     storage = campaign_storage(cfg)
     fs = storage.filesystem
+    name = storage.pick_name(resume or None, cfg.tune.name or timestamped_name(cfg.train.out_dir, "tune"), key="tune.name",
+                             kind="campaign", marker=CAMPAIGN_CONFIG)
+    path = join_path(storage.fs_path, name)
     if resume:
-        name = Path(resume).name if resume.startswith(storage.url) else resume
-        path = join_path(storage.fs_path, name)
         stored = read_text(fs, join_path(path, CAMPAIGN_CONFIG))
-        if stored is None:
-            known = [n for n in storage.run_names() if path_exists(fs, join_path(storage.fs_path, n, CAMPAIGN_CONFIG))]
-            raise ConfigError(f"--resume: campaign {name!r} not found under {storage.url} (campaigns: {known})")
         cfg = config_from_container(OmegaConf.to_container(OmegaConf.create(stored)))
-    else:
-        name = cfg.tune.name or f"{Path(cfg.train.out_dir).name}-tune-{time.strftime('%Y%m%d-%H%M%S')}"
-        path = join_path(storage.fs_path, name)
-        if path_exists(fs, path):
-            raise ConfigError(f"config key 'tune.name': campaign {name!r} already exists under {storage.url}; "
-                              f"continue it with --resume {name} or pick another name")
-    specs = check_campaign(cfg)
+    specs = check_campaign(cfg, config_with)
     base = to_container(cfg)
     _absolute_data(base)
     base["train"]["progress"] = False

@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from crossnet_dist.config import to_container
-from crossnet_dist.distributed.storage import RunStorage, join_path, path_exists, read_text, upload_file, write_bytes
+from crossnet_dist.storage.runs import RunStorage, join_path, path_exists, read_text, upload_file, write_bytes
 from crossnet_dist.tuning.trial import RUNS_DIR
 
 
@@ -66,11 +66,20 @@ def _status(trial, fs: pafs.FileSystem, run_dir: str) -> tuple[str, str]:
     return "stopped", ""
 
 
+def trial_analysis(results):
+    """Every trial of the campaign with its status (PENDING, PAUSED, ERROR, ...) and its results, read
+    back from the experiment state Tune stored: the public ResultGrid gives only trials that produced a
+    result, and not their status."""
+    from ray.tune import ExperimentAnalysis
+
+    return ExperimentAnalysis(results.experiment_path, storage_filesystem=results.filesystem)
+
+
 def collect_rows(results, cfg, storage: RunStorage, name: str, specs) -> list[TrialRow]:
     fs = storage.filesystem
     metric = f"eval/{cfg.tune.metric}"
     rows = []
-    analysis = results._experiment_analysis  # ray.tune.ExperimentAnalysis: every trial with its status
+    analysis = trial_analysis(results)
     for trial in analysis.trials:  # in the order the trials were created
         run_dir = join_path(storage.fs_path, name, RUNS_DIR, trial.trial_id)
         status, error = _status(trial, fs, run_dir)
@@ -180,14 +189,14 @@ def summarize(results, cfg, storage: RunStorage, name: str, specs) -> CampaignRe
             local = Path(tmp) / "generator.pt"
             pafs.copy_files(src, str(local), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
             upload_file(local, fs, join_path(best_dir, "generator.pt"))
-        from crossnet_dist.tuning.space import trial_config
+        from crossnet_dist.config import config_with
 
         pointer = {
             "campaign": name, "trial_id": best.trial_id, "metric": t.metric, "mode": t.mode, "value": best.value,
             "split": t.split, "step": best.step, "params": best.params,
             "source": storage.run_url(name, RUNS_DIR, best.run or best.trial_id, "generator.pt"),
             "lineage": best.lineage,
-            "config": to_container(trial_config(to_container(cfg), best.params)),
+            "config": to_container(config_with(to_container(cfg), best.params)),
         }
         write_bytes(fs, join_path(best_dir, "best.json"), json.dumps(pointer, indent=2, sort_keys=True).encode())
         best_url = storage.run_url(name, "best") + "/"

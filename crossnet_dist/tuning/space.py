@@ -1,5 +1,5 @@
 """The searched part of a campaign: `tune.space` (config key -> range or values) as a Ray Tune
-param space, checked against the config before any trial starts, and applied to a trial's config.
+param space, checked against the config before any trial starts, and applied to a trial's config (config.config_with).
 
 An empty `tune.space` searches the five CrossNet loss weights of eq. 5 (DEFAULT_SPACE): ranges
 around the paper's defaults (1, 3, 3, 6, 6) that include 0 (the Fig. 5 ablation) for every term
@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from crossnet_dist.config import ConfigError, config_from_container, to_container
+from crossnet_dist.config_errors import ConfigError
 
 DEFAULT_SPACE: dict[str, dict[str, Any]] = {
     "loss.crossnet.gan": {"type": "loguniform", "low": 0.3, "high": 3.0},
@@ -22,7 +22,6 @@ DEFAULT_SPACE: dict[str, dict[str, Any]] = {
     "loss.crossnet.cross_identity": {"type": "uniform", "low": 0.0, "high": 12.0},
     "loss.crossnet.latent_cycle": {"type": "uniform", "low": 0.0, "high": 12.0},
 }
-_MISSING = object()
 
 
 def space_specs(cfg: DictConfig) -> dict[str, dict[str, Any]]:
@@ -36,43 +35,6 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
         return value.item()
     return value
-
-
-def trial_config(base: dict[str, Any], params: dict[str, Any]) -> DictConfig:
-    """The base config with the trial's values set and validated (errors name the key)."""
-    cfg = OmegaConf.create(base)
-    for key, value in params.items():
-        OmegaConf.update(cfg, key, _plain(value), merge=False)
-    return config_from_container(to_container(cfg))
-
-
-def check_space(cfg: DictConfig) -> dict[str, dict[str, Any]]:
-    """Every searched key exists as a config value (not a section), and every value a trial can get
-    (the bounds of a range, each value of a choice/grid) passes the config's own validation; the
-    error names `tune.space.<key>`."""
-    specs = space_specs(cfg)
-    base = to_container(cfg)
-    for key, spec in specs.items():
-        where = f"config key 'tune.space.{key}'"
-        current = OmegaConf.select(cfg, key, default=_MISSING)
-        if current is _MISSING:
-            raise ConfigError(f"{where}: the config has no key {key!r} to search")
-        if isinstance(current, DictConfig) or OmegaConf.is_list(current):
-            raise ConfigError(f"{where}: {key!r} is a section, not a value")
-        if key.startswith("tune."):
-            raise ConfigError(f"{where}: the tune section itself cannot be searched")
-        if spec["type"] in ("choice", "grid"):
-            candidates = list(spec["values"])
-        elif spec["type"] == "randint":
-            candidates = [int(spec["low"]), int(spec["high"]) - 1]
-        else:
-            candidates = [spec["low"], spec["high"]]
-        for value in candidates:
-            try:
-                trial_config(base, {key: value})
-            except (ConfigError, ValueError) as err:
-                raise ConfigError(f"{where}: value {value!r} is refused: {err}") from None
-    return specs
 
 
 def tune_space(specs: dict[str, dict[str, Any]]) -> dict[str, Any]:

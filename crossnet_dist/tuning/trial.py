@@ -112,15 +112,16 @@ def run_trial(config: dict[str, Any], base: dict[str, Any], runs_url: str) -> No
     from ray import tune
     from ray.util.queue import Empty, Queue
 
+    from crossnet_dist.config import config_with
     from crossnet_dist.distributed.driver import build_trainer
-    from crossnet_dist.distributed.storage import append_text, resolve_storage, write_bytes
+    from crossnet_dist.storage.runs import append_text, resolve_storage, write_bytes
     from crossnet_dist.tuning.scoring import score_checkpoint
-    from crossnet_dist.tuning.space import _plain, trial_config
+    from crossnet_dist.tuning.space import _plain
 
     t0 = time.time()
     trial_id = tune.get_context().get_trial_id()
     params = {k: _plain(v) for k, v in config.items()}
-    cfg = trial_config(base, params)  # a refused value fails this trial only, naming the key
+    cfg = config_with(base, params)  # a refused value fails this trial only, naming the key
     storage = resolve_storage(runs_url, cfg.data.storage)
     pointer = read_pointer(tune.get_checkpoint())
     run, init_from, lineage = choose_run(trial_id, pointer, storage)
