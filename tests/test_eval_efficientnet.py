@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from crossnet_dist.evaluation.efficientnet_lite import (
+from crossnet_dist.networks.efficientnet_lite import (
     EfficientNetLite0,
     WeightsMismatchError,
     load_efficientnet_lite0,

@@ -61,7 +61,7 @@ def test_fid_code_path_runs_with_random_weights_of_the_same_architecture(tmp_pat
 
 
 def test_a_file_that_is_not_inception_is_refused(tmp_path):
-    from crossnet_dist.evaluation.efficientnet_lite import packaged_weights_path
+    from crossnet_dist.networks.efficientnet_lite import packaged_weights_path
 
     with pytest.raises(RuntimeError, match="is not the FID Inception-v3 weights file"):
         InceptionV3Features(weights=packaged_weights_path())

