@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
 
 import jsonschema
@@ -25,7 +27,9 @@ def documents(name: str) -> list[dict]:
 
 
 def all_documents() -> list[tuple[str, dict]]:
-    return [(path.name, doc) for path in sorted(K8S.glob("*.yaml")) for doc in documents(path.name)]
+    """Every Kubernetes object of infra/k8s (kustomization.yaml is kustomize's, not an object)."""
+    return [(path.name, doc) for path in sorted(K8S.glob("*.yaml")) if path.name != "kustomization.yaml"
+            for doc in documents(path.name)]
 
 
 def repo_path(image_path: str) -> Path:
@@ -84,7 +88,7 @@ def test_ray_version_image_and_secrets_agree():
         groups = [spec["headGroupSpec"], *spec.get("workerGroupSpecs", [])]
         for group in groups:
             for container in group["template"]["spec"]["containers"]:
-                assert container["image"].startswith("crossnet-dist:"), (kind, container["name"])
+                assert container["image"].split(":")[0] in ("crossnet-dist", "crossnet-dist-gpu"), (kind, container["name"])
                 refs = [e["secretRef"]["name"] for e in container.get("envFrom", []) if "secretRef" in e]
                 refs += [e["valueFrom"]["secretKeyRef"]["name"] for e in container.get("env", []) if "valueFrom" in e]
                 assert refs and set(refs) <= secret_names, (kind, refs)
@@ -147,3 +151,83 @@ def test_monitors_select_the_pods_and_service_the_manifests_create():
     assert service_monitor["spec"]["endpoints"][0]["path"] == "/metrics"
     for monitor in (pod_monitor, service_monitor):  # what kube-prometheus-stack's Prometheus selects on
         assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+def schema_validator():
+    return jsonschema.Draft202012Validator(json.loads((INFRA / "schemas" / "kuberay-v1.schema.json").read_text()))
+
+
+def test_the_schema_records_its_kuberay_release_and_refuses_deprecated_fields():
+    schema = json.loads((INFRA / "schemas" / "kuberay-v1.schema.json").read_text())
+    assert re.fullmatch(r"v\d+\.\d+\.\d+", schema["x-kuberay-release"])
+    service = documents("rayservice.yaml")[0]
+    for field in ("serviceUnhealthySecondThreshold", "deploymentUnhealthySecondThreshold"):
+        assert not schema_validator().is_valid({**service, "spec": {**service["spec"], field: 300}}), field
+    assert service["metadata"]["annotations"]["ray.io/initializing-timeout"] == "15m"
+
+
+@pytest.mark.parametrize("kind", ["RayCluster", "RayJob", "RayService"])
+def test_every_cluster_has_ray_token_auth_and_leaves_the_dashboard_host_to_kuberay(kind):
+    spec = dict(cluster_specs())[kind]
+    assert spec["authOptions"] == {"mode": "token"}
+    for group in [spec["headGroupSpec"], *spec.get("workerGroupSpecs", [])]:
+        assert "dashboard-host" not in group["rayStartParams"]
+
+
+def test_the_network_policy_opens_only_the_serve_port_to_everyone():
+    (policy,) = documents("network-policy.yaml")
+    selected = policy["spec"]["podSelector"]["matchLabels"]
+    for kind, spec in cluster_specs():
+        for group in [spec["headGroupSpec"], *spec.get("workerGroupSpecs", [])]:
+            assert selected.items() <= group["template"]["metadata"]["labels"].items(), kind
+    open_to_all = [rule for rule in policy["spec"]["ingress"] if "from" not in rule]
+    assert [port["port"] for rule in open_to_all for port in rule["ports"]] == [8000]
+    to_operator = next(rule for rule in policy["spec"]["ingress"]
+                       if any("kuberay-operator" in json.dumps(peer) for peer in rule.get("from", [])))
+    assert {port["port"] for port in to_operator["ports"]} == {8265, 8000}
+
+
+def kustomization() -> dict:
+    return yaml.safe_load((K8S / "kustomization.yaml").read_text())
+
+
+def render_images(kustomize: dict) -> list[str]:
+    """What kustomize's image transformer makes of every container image of the listed resources."""
+    table = {entry["name"]: entry for entry in kustomize["images"]}
+    rendered = []
+    for resource in kustomize["resources"]:
+        for doc in documents(resource):
+            for image in re.findall(r"'image': '([^']+)'", str(doc)):
+                name, _, tag = image.partition(":")
+                entry = table[name]  # every image is one the kustomization sets
+                rendered.append(f"{entry.get('newName', name)}:{entry.get('newTag', tag)}")
+    return rendered
+
+
+def test_the_kustomization_lists_every_manifest_and_sets_every_image():
+    kustomize = kustomization()
+    manifests = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml", "s3-secret.template.yaml"}
+    assert set(kustomize["resources"]) == manifests
+    overlay = {**kustomize, "images": [{**e, "newName": f"registry.test/{e['name']}", "newTag": "9.9"}
+                                      for e in kustomize["images"]]}
+    images = render_images(overlay)
+    assert images and all(image.startswith("registry.test/crossnet-dist") and image.endswith(":9.9") for image in images)
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed (the rendering above still ran)")
+def test_kubectl_kustomize_renders_the_images_as_the_kustomization_says():
+    done = subprocess.run(["kubectl", "kustomize", str(K8S)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    rendered = sorted(re.findall(r"image: (\S+)", done.stdout))
+    assert rendered == sorted(render_images(kustomization()))
+
+
+def test_one_dockerfile_builds_both_images_and_the_cpu_one_takes_cpu_torch_wheels():
+    dockerfile = (INFRA / "docker" / "Dockerfile").read_text()
+    assert re.search(r"^ARG VARIANT=cpu$", dockerfile, re.M)
+    assert "rayproject/ray:" in dockerfile and "-py311-${VARIANT}" in dockerfile
+    cpu_step = re.search(r'if \[ "\$\{VARIANT\}" = "cpu" \]; then(.*?)fi', dockerfile, re.S).group(1)
+    assert "--index-url" in cpu_step and "download.pytorch.org/whl/cpu" in dockerfile
+    pins = re.findall(r"^(torch|torchvision)==\S+$", (REPO / "requirements.txt").read_text(), re.M)
+    assert sorted(pins) == ["torch", "torchvision"]  # the step installs requirements.txt's own pins
+    assert "grep -E '^(torch|torchvision)==' requirements.txt" in cpu_step
