@@ -42,9 +42,7 @@ def run_translate(args: argparse.Namespace) -> int:
             print("error: --tile is for --checkpoint; an endpoint tiles with its own serve.full_resolution_tile",
                   file=sys.stderr)
             return 2
-        from crossnet_dist.serving.cli import run_translate_remote
-
-        return run_translate_remote(args)
+        return _translate_remote(args)
     from crossnet_dist.translate import TranslateOptionError, translate_files
 
     try:
@@ -53,7 +51,24 @@ def run_translate(args: argparse.Namespace) -> int:
     except TranslateOptionError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {len(report.written)} images to {args.out}")
+    return _report(report, args.out)
+
+
+def _translate_remote(args: argparse.Namespace) -> int:
+    from crossnet_dist.serving.client import RemoteTranslateError, translate_files_remote
+
+    try:
+        report = translate_files_remote(args.endpoint, args.direction, args.inputs, args.out, token=args.token,
+                                        resolution=args.resolution)
+    except RemoteTranslateError as err:
+        print(f"crossnet translate: error: {args.endpoint}: {err}", file=sys.stderr)
+        return 2
+    return _report(report, args.out)
+
+
+def _report(report, out: str) -> int:
+    """What was written and skipped; exit status 1 when every input was skipped."""
+    print(f"wrote {len(report.written)} images to {out}")
     for source, reason in report.skipped.items():
         print(f"skipped {source}: {reason}", file=sys.stderr)
     return 0 if report.written or not report.skipped else 1

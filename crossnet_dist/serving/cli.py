@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import sys
 import threading
 
 
@@ -94,18 +93,3 @@ def run_serve(args: argparse.Namespace) -> int:
         stop_endpoint(endpoint)
         print("stopped", flush=True)
     return 0
-
-
-def run_translate_remote(args: argparse.Namespace) -> int:
-    from crossnet_dist.serving.client import RemoteTranslateError, translate_files_remote
-
-    try:
-        report = translate_files_remote(args.endpoint, args.direction, args.inputs, args.out, token=args.token,
-                                        resolution=args.resolution)
-    except RemoteTranslateError as err:
-        print(f"crossnet translate: error: {args.endpoint}: {err}", file=sys.stderr)
-        return 2
-    print(f"wrote {len(report.written)} images to {args.out}")
-    for source, reason in report.skipped.items():
-        print(f"skipped {source}: {reason}", file=sys.stderr)
-    return 0 if report.written or not report.skipped else 1
