@@ -14,8 +14,8 @@ from tests.dist_fixtures import dist_overrides, off_loopback_sockets, use_local_
 
 use_local_env()
 
-from crossnet_dist.training.checkpoint import SERVING_FORMAT, load_checked  # noqa: E402
-from crossnet_dist.translator_checkpoint import load_translator  # noqa: E402
+from crossnet_dist.checkpoints.files import SERVING_FORMAT, load_checked  # noqa: E402
+from crossnet_dist.checkpoints.translator import load_translator  # noqa: E402
 from tests.helpers import tiny_batches, tiny_config  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -92,56 +92,104 @@ def initial_weights():
     return build_method(tiny_config(None)).translation_state_dict()
 
 
+@pytest.fixture(scope="module")
+def zero_runs(runs):
+    """ZeRO-0, ZeRO-2 with rank 1 killed (SIGKILL) fetching the batch of step 4, after the checkpoint
+    at step 2, and ZeRO-3: the three runs the tests below read."""
+    return {
+        0: runs("zero0", "dist.zero_stage=0"),
+        2: runs("zero2", "dist.zero_stage=2", "dist.loader=tests.dist_fixtures:loader_killing_rank1_at_step4",
+                "dist.max_failures=1"),
+        3: runs("zero3", "dist.zero_stage=3"),
+    }
+
+
 @pytest.mark.timeout(420)
-def test_zero_0_2_3_across_two_nodes_killed_worker_sharded_state_metrics_and_export(runs):
-    zero0 = runs("zero0", "dist.zero_stage=0")
+def test_runs_only_use_the_loopback_interface(zero_runs):
     assert not off_loopback_sockets(), off_loopback_sockets()
-    # ZeRO-2 with rank 1 killed (SIGKILL) at step 4, after the checkpoint at step 2
-    zero2 = runs("zero2", "dist.zero_stage=2", "dist.fail_at_step=4", "dist.fail_rank=1", "dist.max_failures=1")
-    zero3 = runs("zero3", "dist.zero_stage=3")
-    # rank 0's Prometheus gauges (ray.util.metrics) are exported by the nodes' Ray metrics agents
-    text = prometheus_text("zero3")
+
+
+@pytest.mark.timeout(420)
+@pytest.mark.parametrize("stage", [0, 2, 3])
+def test_each_zero_stage_spreads_over_both_nodes_and_trains(zero_runs, stage):
+    s = zero_runs[stage].summary
+    assert (s["step"], s["world_size"], s["zero_stage"]) == (4, 2, stage)
+    assert len(set(s["nodes"])) == 2, f"ZeRO-{stage}: workers not spread over both nodes: {s['nodes']}"
+    losses = [h["loss/G_total"] for h in zero_runs[stage].history]
+    assert torch.isfinite(torch.tensor(losses)).all() and losses[-1] < losses[0], f"ZeRO-{stage}: {losses}"
+    if stage != 2:
+        assert [h["step"] for h in zero_runs[stage].history] == [1, 2, 3, 4]
+
+
+@pytest.mark.timeout(420)
+@pytest.mark.parametrize("stage", [0, 2, 3])
+def test_each_zero_stage_exports_a_serving_checkpoint_that_translates(zero_runs, stage):
+    x = tiny_batches(1)[0]["a"]
+    method, cfg = load_translator(zero_runs[stage].generator_url)
+    with torch.no_grad():
+        out = method.translate(x, "a2b")
+    assert out.shape == x.shape and torch.isfinite(out).all()
+
+
+@pytest.mark.timeout(420)
+def test_rank_0_gauges_reach_the_nodes_prometheus_endpoints(zero_runs):
+    text = prometheus_text("zero3")  # ray.util.metrics, exported by the nodes' Ray metrics agents
     assert 'ray_crossnet_train_step{' in text and 'term="cross_identity"' in text, text[-2000:]
 
-    x = tiny_batches(1)[0]["a"]
-    reference = flat(serving_weights(zero0))
-    progress = (reference - flat(initial_weights())).norm()
-    for stage, result in ((0, zero0), (2, zero2), (3, zero3)):
-        s = result.summary
-        assert (s["step"], s["world_size"], s["zero_stage"]) == (4, 2, stage)
-        assert len(set(s["nodes"])) == 2, f"ZeRO-{stage}: workers not spread over both nodes: {s['nodes']}"
-        losses = [h["loss/G_total"] for h in result.history]
-        assert torch.isfinite(torch.tensor(losses)).all() and losses[-1] < losses[0], f"ZeRO-{stage}: {losses}"
-        method, cfg = load_translator(result.generator_url)  # the exported serving checkpoint translates
-        with torch.no_grad():
-            out = method.translate(x, "a2b")
-        assert out.shape == x.shape and torch.isfinite(out).all()
-        if stage != 2:
-            assert [h["step"] for h in result.history] == [1, 2, 3, 4]
 
-    # the killed worker: the group restarted from the step-2 checkpoint, redid steps 3-4 (2 lost) and
-    # ended bit for bit where ZeRO-0 without a failure ended (fp32 ZeRO-2 on 2 ranks is exact)
-    assert (zero2.summary["restarts"], zero2.summary["lost_steps"]) == (1, 2), zero2.summary
+@pytest.mark.timeout(420)
+def test_prometheus_run_from_the_shipped_config_finds_the_training_series(zero_runs):
+    """Ray's service-discovery file (the shipped config's `ray` job) leads Prometheus to both nodes'
+    metrics agents, which export rank 0's gauges."""
+    from tests.prometheus_server import prometheus
+
+    with prometheus() as query:
+        steps = query('ray_crossnet_train_step{run="zero3"}')
+        assert steps and float(steps[0]["value"][1]) == 4.0, query.targets()
+        assert query('ray_crossnet_train_loss{run="zero3",term="cross_identity"}'), query.targets()
+
+
+@pytest.mark.timeout(420)
+def test_a_killed_worker_restarts_the_group_from_the_last_checkpoint_and_ends_exactly(zero_runs):
+    """The group restarted from the step-2 checkpoint, redid step 3 (1 lost) and ended bit for bit
+    where ZeRO-0 without a failure ended (fp32 ZeRO-2 on 2 ranks is exact)."""
+    zero2 = zero_runs[2]
+    assert (zero2.summary["restarts"], zero2.summary["lost_steps"]) == (1, 1), zero2.summary
     assert [h["step"] for h in zero2.history] == [1, 2, 3, 3, 4]
-    assert zero2.history[-1]["fault/lost_steps"] == 2.0 and zero2.history[-1]["fault/restarts"] == 1.0
-    assert torch.equal(flat(serving_weights(zero2)), reference)
-    # ZeRO-3 reduces in another order: fp32 rounding, which Adam amplifies on tiny gradients
-    drift = (flat(serving_weights(zero3)) - reference).norm() / progress
+    assert zero2.history[-1]["fault/lost_steps"] == 1.0 and zero2.history[-1]["fault/restarts"] == 1.0
+    assert torch.equal(flat(serving_weights(zero2)), flat(serving_weights(zero_runs[0])))
+
+
+@pytest.mark.timeout(420)
+def test_zero_3_ends_within_fp32_rounding_of_zero_0(zero_runs):
+    """ZeRO-3 reduces in another order: fp32 rounding, which Adam amplifies on tiny gradients."""
+    reference = flat(serving_weights(zero_runs[0]))
+    progress = (reference - flat(initial_weights())).norm()
+    drift = (flat(serving_weights(zero_runs[3])) - reference).norm() / progress
     assert drift < 0.1, f"ZeRO-3 drifted from ZeRO-0 by {drift:.3f} of the training progress"
 
-    # per-rank memory (bytes, rank 0): ZeRO-2 halves optimiser state and gradients, ZeRO-3 also parameters
-    m0, m2, m3 = (r.summary["memory"] for r in (zero0, zero2, zero3))
-    for net in ("G", "D"):
-        assert m2[f"mem/{net}_optim_state_bytes"] / m0[f"mem/{net}_optim_state_bytes"] == pytest.approx(0.5, abs=0.02)
-        assert m2[f"mem/{net}_grad_bytes"] / m0[f"mem/{net}_grad_bytes"] == pytest.approx(0.5, abs=0.02)
-        assert m2[f"mem/{net}_param_bytes"] == m0[f"mem/{net}_param_bytes"]
-        assert m3[f"mem/{net}_param_bytes"] / m0[f"mem/{net}_param_bytes"] == pytest.approx(0.5, abs=0.02)
-        assert m3[f"mem/{net}_optim_state_bytes"] / m0[f"mem/{net}_optim_state_bytes"] == pytest.approx(0.5, abs=0.02)
 
-    # the ZeRO-3 export gathered the full parameters: it equals the consolidated checkpoint
+@pytest.mark.timeout(420)
+@pytest.mark.parametrize("net", ["G", "D"])
+def test_zero_2_halves_optimiser_state_and_gradients_and_zero_3_also_parameters(zero_runs, net):
+    """Per-rank memory (bytes, rank 0) against ZeRO-0."""
+    m0, m2, m3 = (zero_runs[stage].summary["memory"] for stage in (0, 2, 3))
+    assert m2[f"mem/{net}_optim_state_bytes"] / m0[f"mem/{net}_optim_state_bytes"] == pytest.approx(0.5, abs=0.02)
+    assert m2[f"mem/{net}_grad_bytes"] / m0[f"mem/{net}_grad_bytes"] == pytest.approx(0.5, abs=0.02)
+    assert m2[f"mem/{net}_param_bytes"] == m0[f"mem/{net}_param_bytes"]
+    assert m3[f"mem/{net}_param_bytes"] / m0[f"mem/{net}_param_bytes"] == pytest.approx(0.5, abs=0.02)
+    assert m3[f"mem/{net}_optim_state_bytes"] / m0[f"mem/{net}_optim_state_bytes"] == pytest.approx(0.5, abs=0.02)
+
+
+@pytest.mark.timeout(420)
+def test_the_zero_3_export_equals_the_consolidated_checkpoint(zero_runs):
+    """The export gathered the full parameters of the partitioned model."""
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
-    full = get_fp32_state_dict_from_zero_checkpoint(f"{zero3.checkpoint_path}/generators", tag="state")
+    from crossnet_dist.distributed.checkpoint import DS_TAG
+
+    zero3 = zero_runs[3]
+    full = get_fp32_state_dict_from_zero_checkpoint(f"{zero3.checkpoint_path}/generators", tag=DS_TAG)
     for module, state in serving_weights(zero3).items():
         for key, value in state.items():
             assert torch.equal(full[f"{module}.{key}"], value), f"{module}.{key}"
@@ -183,7 +231,7 @@ def test_a_new_run_started_from_another_runs_checkpoint_continues_it_with_its_ow
 
 
 def test_init_from_a_missing_checkpoint_names_the_key(tmp_path):
-    from crossnet_dist.distributed.worker import start_checkpoint
+    from crossnet_dist.distributed.checkpoint import start_checkpoint
 
     with pytest.raises(FileNotFoundError, match="dist.init_from.*no checkpoint folder"):
         start_checkpoint(str(tmp_path / "nope" / "step_00000002"), None)
@@ -196,7 +244,7 @@ def test_ema_weights_are_exported_and_are_what_tune_scores(runs):
     DeepSpeed ones), and Tune's checkpoint scoring rebuilds the same averaged translator."""
     import pyarrow.fs as pafs
 
-    from crossnet_dist.tuning.scoring import generator_state_from_checkpoint, serving_checkpoint
+    from crossnet_dist.distributed.checkpoint import generator_state_from_checkpoint, serving_checkpoint
 
     run = runs("ema", "dist.zero_stage=2", "train.ema_decay=0.5")
     served = load_checked(run.generator_url, SERVING_FORMAT)
