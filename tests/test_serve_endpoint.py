@@ -354,3 +354,13 @@ def test_everything_listens_on_loopback_only(endpoints):
     assert mine, "found none of this test's listeners"
     bad = [row for row in mine if not row.split()[3].rsplit(":", 1)[0].strip("[]").removeprefix("::ffff:").startswith("127.")]
     assert not bad, "listening beyond 127.0.0.1:\n" + "\n".join(bad)
+
+
+def test_prometheus_run_from_the_shipped_config_finds_the_serving_series(endpoints):
+    from tests.prometheus_server import prometheus
+
+    post(f"{endpoints['main']}/translate?direction=a2b", image_bytes((20, 20)))
+    with prometheus(serve_target=endpoints["main"].removeprefix("http://")) as query:
+        found = query('crossnet_serve_requests_total{app="crossnet-serve"}')
+        assert found, query.targets()
+        assert sum(float(series["value"][1]) for series in found) >= 1
