@@ -36,9 +36,9 @@ def stack_problem() -> str | None:
         return None
     return (f"this Python ({sys.executable}) cannot run crossnet-dist: {'; '.join(problems)}. A job's driver runs in "
             "the Ray cluster's Python environment: start the cluster (`ray start`) from an environment with "
-            "requirements.txt installed, or submit with a runtime_env that brings it ('{\"pip\": "
-            "\"requirements.txt\"}', or '{\"py_executable\": \"/path/to/venv/bin/python\"}'), or run the "
-            "project's image (infra/docker/Dockerfile)")
+            "requirements.txt installed; or name a Python that has it in the entrypoint and as the runtime_env's "
+            "py_executable ('{\"py_executable\": \"/path/to/venv/bin/python\"}' -- /path/to/venv/bin/python jobs/...); "
+            "or submit with '{\"pip\": \"requirements.txt\"}'; or run the project's image (infra/docker/Dockerfile)")
 
 
 def require_stack(job: str) -> None:

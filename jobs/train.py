@@ -7,9 +7,12 @@
 runtime_env: `working_dir` ships this repository to every node (it is put first on sys.path, so
 `crossnet_dist` is the submitted code; .gitignore'd paths are not uploaded, so list the big local
 folders in `excludes` anyway); the cluster's Python must have the pinned stack
-(requirements.txt): the job checks that first and says how to fix it (start the cluster from the
-project's environment; or `--runtime-env-json '{"pip": "requirements.txt", ...}'` on a bare Ray cluster,
-which installs the stack on every node for the job; or the project's image). Put storage credentials in
+(requirements.txt): the job checks that first and says how to fix it: start the cluster from the
+project's environment; or, on a cluster whose Python lacks the stack, name one that has it in the
+entrypoint and as the runtime_env's py_executable (`--runtime-env-json '{"py_executable":
+"/opt/venv/bin/python", ...}' -- /opt/venv/bin/python jobs/train.py ...`, what
+tests/test_dist_jobs.py runs on a bare `ray start --head`); or `"pip": "requirements.txt"`, which
+installs the stack on every node for the job; or the project's image. Put storage credentials in
 `env_vars` (AWS_ACCESS_KEY_ID, ..., AWS_ENDPOINT_URL for a non-AWS S3) or, better, in the nodes'
 environment/instance roles.
 The job's driver connects to the cluster through RAY_ADDRESS, which `ray job submit` sets;

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -42,13 +43,15 @@ def processes_under(marker: str) -> list[int]:
     return pids
 
 
-@pytest.fixture(scope="module")
-def head_node():
+@contextmanager
+def started_head(python: Path):
+    """`ray start --head` on 127.0.0.1 run by `python`; yields the dashboard URL, stops the node's processes."""
     temp_dir = tempfile.mkdtemp(prefix="rayjob", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     ports = {name: free_port() for name in ("port", "dashboard", "agent", "agent_grpc", "metrics", "client")}
-    env = {**os.environ, **LOCAL_ENV, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = {**os.environ, **LOCAL_ENV, "PATH": f"{python.parent}:{os.environ['PATH']}"}
+    env.pop("VIRTUAL_ENV", None)
     subprocess.run([
-        str(Path(sys.executable).parent / "ray"), "start", "--head", "--node-ip-address=127.0.0.1",
+        str(python), "-m", "ray.scripts.scripts", "start", "--head", "--node-ip-address=127.0.0.1",
         f"--port={ports['port']}", "--num-cpus=2", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
         f"--dashboard-port={ports['dashboard']}", f"--dashboard-agent-listen-port={ports['agent']}",
         f"--dashboard-agent-grpc-port={ports['agent_grpc']}", f"--metrics-export-port={ports['metrics']}",
@@ -72,6 +75,40 @@ def head_node():
         assert not pids, f"Ray processes left: {pids}"
 
 
+@pytest.fixture(scope="module")
+def head_node():
+    with started_head(Path(sys.executable)) as url:
+        yield url
+
+
+def submit_training(client, s3_server, s3_prefix, local_data: Path, run: str, runtime_env: dict | None = None) -> str:
+    """jobs/train.py (tiny_dist: 2 workers, ZeRO-2) on `local_data` uploaded to the bucket; returns the job id."""
+    fs = s3_server.filesystem()
+    fs.put(str(local_data), f"{s3_prefix[len('s3://'):]}/{run}-data", recursive=True)
+    entrypoint = " ".join([
+        sys.executable, "jobs/train.py", "jobs/configs/tiny_dist.yaml", f"data.root={s3_prefix}/{run}-data",
+        "data.batch_size=2", f"dist.storage_path={s3_prefix}/runs", f"dist.run_name={run}", "train.max_steps=4",
+        "train.log_every=1", "dist.checkpoint_every=2",
+    ])
+    return client.submit_job(entrypoint=entrypoint, runtime_env={
+        "working_dir": str(REPO), "excludes": [".venv/", "runs/", ".git/", "*.pt"],
+        "env_vars": {"DS_ACCELERATOR": "cpu", **s3_server.env()}, **(runtime_env or {}),
+    })
+
+
+def wait_for_job(client, job_id: str, timeout_s: float = 240):
+    from ray.job_submission import JobStatus
+
+    deadline = time.time() + timeout_s
+    status = client.get_job_status(job_id)
+    while status not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED} and time.time() < deadline:
+        if status == JobStatus.RUNNING:
+            assert not off_loopback_sockets(), off_loopback_sockets()
+        time.sleep(2)
+        status = client.get_job_status(job_id)
+    return status, client.get_job_logs(job_id)
+
+
 @pytest.mark.timeout(300)
 def test_a_job_submitted_with_the_job_sdk_trains_2_workers_zero2_from_s3_and_logs_its_steps(
         head_node, s3_server, s3_prefix, tmp_path):
@@ -80,26 +117,8 @@ def test_a_job_submitted_with_the_job_sdk_trains_2_workers_zero2_from_s3_and_log
     local = write_tiny_dataset(tmp_path / "data", n_train=8, n_test=1, size=36)
     fs = s3_server.filesystem()
     bucket_prefix = s3_prefix[len("s3://"):]
-    fs.put(str(local), f"{bucket_prefix}/data", recursive=True)
     client = JobSubmissionClient(head_node)
-    entrypoint = " ".join([
-        sys.executable, "jobs/train.py", "jobs/configs/tiny_dist.yaml", f"data.root={s3_prefix}/data",
-        "data.batch_size=2", f"dist.storage_path={s3_prefix}/runs", "dist.run_name=job", "train.max_steps=4",
-        "train.log_every=1", "dist.checkpoint_every=2",
-    ])
-    job_id = client.submit_job(
-        entrypoint=entrypoint,
-        runtime_env={"working_dir": str(REPO), "excludes": [".venv/", "runs/", ".git/", "*.pt"],
-                     "env_vars": {"DS_ACCELERATOR": "cpu", **s3_server.env()}},
-    )
-    deadline = time.time() + 240
-    status = client.get_job_status(job_id)
-    while status not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED} and time.time() < deadline:
-        if status == JobStatus.RUNNING:
-            assert not off_loopback_sockets(), off_loopback_sockets()
-        time.sleep(2)
-        status = client.get_job_status(job_id)
-    logs = client.get_job_logs(job_id)
+    status, logs = wait_for_job(client, submit_training(client, s3_server, s3_prefix, local, "job"))
     assert status == JobStatus.SUCCEEDED, logs[-5000:]
     for step in range(1, 5):
         assert f"[crossnet] step {step}/4" in logs, logs[-5000:]
@@ -135,3 +154,25 @@ def test_a_job_on_a_python_without_the_stack_fails_in_one_line_naming_what_is_mi
         assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
         assert lines[0].startswith(f"crossnet {job} job: error: this Python ({base}) cannot run crossnet-dist")
         assert "omegaconf" in lines[0] and "torch" in lines[0] and '"pip": "requirements.txt"' in lines[0]
+
+
+@pytest.mark.timeout(420)
+def test_a_bare_ray_cluster_runs_the_job_with_the_documented_runtime_env(s3_server, s3_prefix, tmp_path):
+    """A head started by a Python that has Ray but none of the stack (tests/bare_ray.py) runs the
+    job when the entrypoint and the runtime_env's py_executable name a Python that has it (jobs/train.py's
+    docstring and the README give this recipe)."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    from tests.bare_ray import make_bare_ray_python
+
+    bare = make_bare_ray_python(tmp_path / "bare")
+    probe = subprocess.run([str(bare), "-c", "import ray, importlib.util as u; print(u.find_spec('omegaconf'))"],
+                           capture_output=True, text=True, timeout=120)
+    assert probe.stdout.strip() == "None", probe.stderr[-2000:]  # Ray, and not the stack
+    local = write_tiny_dataset(tmp_path / "data", n_train=8, n_test=1, size=36)
+    with started_head(bare) as url:
+        client = JobSubmissionClient(url)
+        job_id = submit_training(client, s3_server, s3_prefix, local, "bare", {"py_executable": sys.executable})
+        status, logs = wait_for_job(client, job_id)
+    assert status == JobStatus.SUCCEEDED, logs[-5000:]
+    assert "done: run bare, 4 steps on 2 workers (ZeRO-2)" in logs
