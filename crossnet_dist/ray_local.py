@@ -9,6 +9,7 @@ Train's placement-group cleaner) find this instance even where several run side 
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
@@ -26,6 +27,19 @@ def loopback_only() -> None:
         sys.modules["ray._private.ray_constants"].ENABLE_RAY_CLUSTER = False
 
 
+def quiet_local_defaults() -> None:
+    """What a Ray of one machine announces on the console and need not (shown again with
+    CROSSNET_SHOW_THIRD_PARTY_WARNINGS=1; a value the user set always wins):
+    - Ray's notice that it turned token auth on for a new local cluster (its default; kept on);
+    - Ray Train's preemption watcher: no node of a one-machine Ray is ever drained, and its actor,
+      killed at the end of every run, makes Ray print a red actor-death error."""
+    from crossnet_dist.distributed.quiet import SHOW_WARNINGS_ENV
+
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+    if os.environ.get(SHOW_WARNINGS_ENV, "") in ("", "0"):
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind((LOOPBACK, 0))
@@ -38,6 +52,7 @@ def start_local_ray(num_cpus: float | None = None, include_dashboard: bool = Tru
     The dashboard serves the State API that Ray Train and Tune use to release the placement
     groups of stopped runs; serving alone can do without it."""
     loopback_only()
+    quiet_local_defaults()
     import ray
 
     dashboard = {}

@@ -106,11 +106,13 @@ def stop_endpoint(endpoint: Endpoint) -> None:
 
 
 def _shutdown(stop_ray: bool) -> None:
+    """Stops Serve; with `stop_ray` (a Ray this process started) the whole local Ray, Serve with it:
+    serve.shutdown() first would kill its controller in the middle of its own graceful-shutdown task,
+    which Ray reports on the console as a failed task."""
     import ray
     from ray import serve
 
-    try:
+    if stop_ray:
+        ray.shutdown()
+    else:
         serve.shutdown()
-    finally:
-        if stop_ray:
-            ray.shutdown()
