@@ -65,6 +65,8 @@ def config_from(yaml: Path, tmp_path: Path | None = None, *overrides: str):
 def random_vgg19_file() -> Path:
     """A randomly initialised VGG-19 (the real shape, seeded) in torchvision's vgg19 file format, written
     once per test process: pretrained weights cannot be downloaded here, so cascaded tests load this."""
+    import atexit
+    import shutil
     import tempfile
 
     from crossnet_dist.networks.vgg import VGG19Features
@@ -73,7 +75,9 @@ def random_vgg19_file() -> Path:
     torch.manual_seed(0)
     features = VGG19Features().features.state_dict()
     torch.set_rng_state(generator_state)
-    path = Path(tempfile.mkdtemp(prefix="crossnet-test-vgg-")) / "vgg19-random.pth"
+    folder = tempfile.mkdtemp(prefix="crossnet-test-vgg-")
+    atexit.register(shutil.rmtree, folder, True)  # 50 MB: removed when the test process ends
+    path = Path(folder) / "vgg19-random.pth"
     torch.save({f"features.{k}": v for k, v in features.items()}, path)
     return path
 

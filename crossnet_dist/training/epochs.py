@@ -1,11 +1,11 @@
 """The epoch loop both trainers run, and the step they share.
 
 `training.loop.Trainer` (one process) and `distributed.worker.WorkerLoop` (a DeepSpeed rank) are
-EpochTrainers. They build the same parts (method, two optimiser groups, image pools, EMA,
-non-finite guards) and differ only in what they override:
+EpochTrainers. They build the same parts (`prepare_method`, `build_step_state`) around their own
+optimiser groups (torch.optim, or DeepSpeed engines) and differ only in what they override:
 - `epoch_batches`: the loader as it is, or (ranks) only while every rank still has a batch;
 - `step_context`: nothing, or (ranks) the step profiler;
-- `after_step`: logging, samples, checkpoints; for ranks also the driver's board and fault injection.
+- `after_step`: logging, samples, checkpoints; for ranks also the driver's board.
 Resuming is the same for both: `step`, `epoch` and `epoch_step` come from a checkpoint, and the
 dataset is told where in the epoch to start (`set_epoch(epoch, start_index)`).
 """
