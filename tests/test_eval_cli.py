@@ -34,8 +34,11 @@ class ImageSources(HTMLParser):
 
 
 def crossnet_eval(*args: str) -> subprocess.CompletedProcess:
+    """The CLI on one intra-op thread, as the in-process evaluations below: the feature cache is keyed by
+    the translated pixels, and another thread count may round a pixel the other way."""
     proc = subprocess.run([sys.executable, "-m", "crossnet_dist", "eval", *args], cwd=REPO,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"}, capture_output=True, text=True, timeout=240)
+                          env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}, capture_output=True,
+                          text=True, timeout=240)
     assert proc.returncode == 0, f"crossnet eval failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
     return proc
 
@@ -76,6 +79,7 @@ def test_eval_writes_metrics_and_a_report_whose_images_all_exist(evaluated):
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.usefixtures("one_torch_thread")
 def test_second_evaluation_hits_the_feature_cache(trained, evaluated):
     from crossnet_dist.evaluation import run_evaluation
 

@@ -91,16 +91,20 @@ def run_setting(
     from crossnet_dist.config import load_config
     from crossnet_dist.evaluation.report import evaluate
 
-    torch.set_num_threads(threads)
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(threads)  # this call's own; the caller's count is restored below
     run_dir = Path(out_root) / slug(setting) / f"seed{seed}"
     cfg = load_config(base_config, [
         *SETTINGS[setting], *extra_overrides, f"data.root={data}", f"train.seed={seed}",
         f"train.max_steps={steps}", f"train.out_dir={run_dir}", "train.progress=false",
     ])
     t0 = time.perf_counter()
-    checkpoint = TRAINERS[trainer](cfg)
-    train_s = time.perf_counter() - t0
-    metrics = evaluate(checkpoint, data, split="test", out_dir=run_dir / "eval_test", **(eval_options or {}))
+    try:
+        checkpoint = TRAINERS[trainer](cfg)
+        train_s = time.perf_counter() - t0
+        metrics = evaluate(checkpoint, data, split="test", out_dir=run_dir / "eval_test", **(eval_options or {}))
+    finally:
+        torch.set_num_threads(threads_before)
     return {
         "setting": setting, "seed": seed, "steps": steps, "train_s": round(train_s, 1),
         "eval_s": round(time.perf_counter() - t0 - train_s, 1), "checkpoint": str(checkpoint), "metrics": metrics,

@@ -44,7 +44,8 @@ def s3_options(storage_cfg: Any = None) -> dict[str, Any]:
         "endpoint_url": settings.endpoint_url,
         "key": settings.key,
         "secret": settings.secret,
-        "config_kwargs": {**_SINGLE_ATTEMPT, "region_name": settings.region},
+        # a new retries dict per client: botocore adds to the one it is given
+        "config_kwargs": {"retries": dict(_SINGLE_ATTEMPT["retries"]), "region_name": settings.region},
         "skip_instance_cache": True,  # a new client per call, never one cached in a parent process
     }
 
