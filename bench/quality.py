@@ -1,5 +1,5 @@
 """Time-to-quality benchmark: CrossNet and CycleGAN trained on the same data, size, batch and step
-budget, each checkpoint scored on the held-out emoji pairs against doing nothing.
+budget, between a floor (doing nothing) and a ceiling (the same generators trained on the true pairs).
 
     python bench/quality.py            # the full budget (about 45-60 min on 2 CPU cores)
     python bench/quality.py --quick    # a few minutes: checks that it runs
@@ -9,11 +9,15 @@ Each run trains through the product's path, a Ray Train job with DeepSpeed worke
 ray`, default: 2 workers, ZeRO-2, data streamed from the prepared folder by the training loader),
 plus a `--local` comparison row (the single-process trainer with the same global batch, `--local-row`). Runs are sequential,
 so each one has the machine to itself and its CPU-seconds (training wall time x CPU cores used)
-compare. Every `--eval-every` steps a checkpoint is kept and scored afterwards on the test split:
-paired L1 and SSIM against the true counterpart and their ratio to doing nothing (the input as
-its own prediction), and fd_efflite0 against its identity baseline (the untranslated inputs).
+compare. Every `--eval-every` steps a checkpoint is kept and scored on the VALIDATION split (the
+curves); each run's best checkpoint on val (mean paired L1 ratio) is then scored once on the TEST
+split, which is what the result table reports. Selection never reads testA/ testB/. Scores: paired
+L1 and SSIM against the true counterpart and their ratio to doing nothing (the input as its own
+prediction), and fd_efflite0 against its identity baseline (the untranslated inputs). The paired
+ceiling (bench/paired_ceiling.py: the recipe's generators trained with L1 on the training pairs,
+as many steps, selected on val) is its own row; a data set without pairs has none.
 A run with train.ema_decay is scored on its averaged weights (what is served) and, with
---eval-raw, also on its raw weights. Prints one table, writes quality.json, quality.md and the
+--eval-raw, also on its raw weights. Prints the tables, writes quality.json, quality.md and the
 plot quality_vs_time.png under --out.
 """
 
@@ -56,6 +60,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-images", type=int, default=0, help="test images per domain scored; 0 = all")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for every run (repeatable)")
+    p.add_argument("--ceiling", action=argparse.BooleanOptionalAction, default=True,
+                   help="also train the paired ceiling (default on; needs pairs in the training split)")
     p.add_argument("--quick", action="store_true", help="300 steps, scored every 150, no local row")
     args = p.parse_args(argv)
     if args.quick:
@@ -66,12 +72,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def ensure_data(url: str) -> None:
-    if (Path(url) / "testB").is_dir():
-        return
-    from crossnet_dist.data.prepare import prepare
+    """The emoji set with its validation split (an older prepared folder gets its split added)."""
+    from crossnet_dist.data.prepare import make_val_split, prepare
 
-    print(f"preparing the emoji set in {url}", flush=True)
-    prepare("emoji", url)
+    if not (Path(url) / "testB").is_dir():
+        print(f"preparing the emoji set in {url}", flush=True)
+        prepare("emoji", url)
+    elif make_val_split(url)["written"]:
+        print(f"{url}: wrote its validation split (splits.json)", flush=True)
 
 
 def run_config(args, method: str, seed: int, trainer: str, folder: Path):
@@ -85,7 +93,7 @@ def run_config(args, method: str, seed: int, trainer: str, folder: Path):
         f"dist.num_workers={args.workers}", "dist.cpus_per_worker=1", f"dist.storage_path={folder / 'ray'}",
         "dist.run_name=run", "dist.max_failures=0", *args.overrides,
     ]
-    if trainer == "local":  # one process takes the global batch of the distributed runs
+    if trainer in ("local", "paired"):  # one process takes the global batch of the distributed runs
         base = load_config(args.config, [f"data.root={args.data}", *args.overrides])
         overrides.append(f"data.batch_size={base.data.batch_size * args.workers}")
     cfg = load_config(args.config, overrides)
@@ -136,8 +144,8 @@ def train_local(cfg, threads: int) -> tuple[list[tuple[int, str, float]], float]
     ], threads
 
 
-def score(checkpoint: str, cfg, trainer: str, args, raw: bool = False) -> dict[str, float]:
-    """Paired and fd_efflite0 metrics of one checkpoint (its EMA weights unless raw)."""
+def score(checkpoint: str, cfg, trainer: str, args, split: str, raw: bool = False) -> dict[str, float]:
+    """Paired and fd_efflite0 metrics of one checkpoint on `split` (its EMA weights unless raw)."""
     import pyarrow.fs as pafs
     import torch
 
@@ -146,7 +154,7 @@ def score(checkpoint: str, cfg, trainer: str, args, raw: bool = False) -> dict[s
 
     with tempfile.TemporaryDirectory(prefix="crossnet-quality-") as tmp:
         path = Path(checkpoint)
-        if trainer == "ray":
+        if trainer == "ray" and not checkpoint.endswith(".pt"):
             from crossnet_dist.distributed.checkpoint import serving_checkpoint
 
             score_cfg = cfg.copy()
@@ -158,7 +166,8 @@ def score(checkpoint: str, cfg, trainer: str, args, raw: bool = False) -> dict[s
             payload["ema"] = None
             path = Path(tmp) / "raw.pt"
             torch.save(payload, path)
-        m = evaluate(path, data=args.data, metrics=["paired", "efflite0"], max_images=args.max_images, device="cpu")
+        m = evaluate(path, data=args.data, split=split, metrics=["paired", "efflite0"], max_images=args.max_images,
+                     device="cpu")
     for d in ("a2b", "b2a"):
         m[f"fd_{d}_ratio"] = m[f"fd_efflite0_{d}"] / m[f"fd_efflite0_{d}_identity_baseline"]
     return m
@@ -173,38 +182,65 @@ def main(argv=None) -> int:
     plan = [(m, s, args.trainer) for s in seeds for m in methods]
     if args.local_row and args.trainer == "ray":
         plan += [(methods[0], s, "local") for s in seeds]
+    if args.ceiling:
+        plan += [("ceiling", s, "paired") for s in seeds]
     started = time.perf_counter()
     trained = []
     for method, seed, trainer in plan:
         folder = out / f"{method}-{trainer}-s{seed}"
-        cfg = run_config(args, method, seed, trainer, folder)
+        cfg = run_config(args, methods[0] if method == "ceiling" else method, seed, trainer, folder)
         print(f"=== train {method} ({trainer}, seed {seed}): {args.steps} steps, checkpoint every {args.eval_every}", flush=True)
         t0 = time.perf_counter()
-        points, cores = train_ray(cfg) if trainer == "ray" else train_local(cfg, args.threads)
+        points, cores = train_run(cfg, trainer, args, folder)
         print(f"--- {method} ({trainer}) trained in {time.perf_counter() - t0:.0f} s on {cores:g} cores", flush=True)
         trained.append((method, seed, trainer, cfg, points))
-    rows = []
+    rows, reported = [], []
     for method, seed, trainer, cfg, points in trained:
         variants = [("ema" if cfg.train.ema_decay else "raw", False)]
-        if cfg.train.ema_decay and args.eval_raw:
+        if cfg.train.ema_decay and args.eval_raw and trainer != "paired":
             variants.append(("raw", True))
-        for step, checkpoint, cpu_s in points:
-            for weights, raw in variants:
-                m = score(checkpoint, cfg, trainer, args, raw=raw)
-                row = {"method": method, "trainer": trainer, "seed": seed, "weights": weights, "step": step,
-                       "cpu_s": cpu_s, **{k: m[k] for k in COLUMNS}, "baseline_ssim_a2b": m["paired_ssim_a2b_identity_baseline"],
-                       "baseline_ssim_b2a": m["paired_ssim_b2a_identity_baseline"]}
-                rows.append(row)
+        for weights, raw in variants:
+            curve = []
+            for step, checkpoint, cpu_s in points:
+                row = as_row(score(checkpoint, cfg, trainer, args, "val", raw), method, trainer, seed, weights, step, cpu_s)
+                curve.append((row, checkpoint))
                 print(format_row(row), flush=True)
+            rows += [row for row, _ in curve]
+            best, checkpoint = min(curve, key=lambda item: quality_of(item[0]))  # chosen on val only
+            test = as_row(score(checkpoint, cfg, trainer, args, "test", raw), method, trainer, seed, weights,
+                          best["step"], best["cpu_s"], split="test")
+            reported.append(test)
+            print(format_row(test), flush=True)
     total = time.perf_counter() - started
     from bench.quality_report import write_outputs
 
-    write_outputs(rows, out, args, total)
+    write_outputs(rows, reported, out, args, total)
     return 0
 
 
+def train_run(cfg, trainer: str, args, folder: Path) -> tuple[list[tuple[int, str, float]], float]:
+    if trainer == "ray":
+        return train_ray(cfg)
+    if trainer == "local":
+        return train_local(cfg, args.threads)
+    from bench.paired_ceiling import train_ceiling
+
+    return train_ceiling(cfg, args.data, args.steps, args.eval_every, folder, args.threads), args.threads
+
+
+def as_row(m: dict, method: str, trainer: str, seed: int, weights: str, step: int, cpu_s: float, split: str = "val") -> dict:
+    return {"method": method, "trainer": trainer, "seed": seed, "weights": weights, "split": split, "step": step,
+            "cpu_s": cpu_s, **{k: m[k] for k in COLUMNS}, "baseline_ssim_a2b": m["paired_ssim_a2b_identity_baseline"],
+            "baseline_ssim_b2a": m["paired_ssim_b2a_identity_baseline"]}
+
+
+def quality_of(row: dict) -> float:
+    return (row["paired_l1_a2b_ratio"] + row["paired_l1_b2a_ratio"]) / 2
+
+
 def format_row(r: dict) -> str:
-    return (f"{r['method']:>9} {r['trainer']:>5} s{r['seed']} {r['weights']:>3} {r['step']:>6} {r['cpu_s']:>8.0f} | "
+    return (f"{r['method']:>9} {r['trainer']:>6} s{r['seed']} {r['weights']:>3} {r['split']:>4} {r['step']:>6} "
+            f"{r['cpu_s']:>8.0f} | "
             + " ".join(f"{r[k]:.3f}" for k in COLUMNS))
 
 

@@ -1,5 +1,6 @@
-"""Outputs of bench/quality.py: the table (quality.md), the rows (quality.json), the summary of
-CrossNet against CycleGAN at equal steps and at equal CPU time, and the quality-vs-time plot."""
+"""Outputs of bench/quality.py: the tables (quality.md: the val curves, and the test split between
+floor and ceiling), the rows (quality.json), the summary of CrossNet against CycleGAN at equal steps
+and at equal CPU time (on val, where the curves are), and the quality-vs-time plot."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import platform
 import time
 from pathlib import Path
 
-HEADER = ("method", "trainer", "seed", "weights", "step", "CPU-s", "L1/none a2b", "L1/none b2a", "SSIM a2b",
+HEADER = ("method", "trainer", "seed", "weights", "split", "step", "CPU-s", "L1/none a2b", "L1/none b2a", "SSIM a2b",
           "SSIM b2a", "SSIM/none a2b", "SSIM/none b2a", "fd/identity a2b", "fd/identity b2a")
 KEYS = ("paired_l1_a2b_ratio", "paired_l1_b2a_ratio", "paired_ssim_a2b", "paired_ssim_b2a",
         "paired_ssim_a2b_ratio", "paired_ssim_b2a_ratio", "fd_a2b_ratio", "fd_b2a_ratio")
@@ -27,10 +28,36 @@ def quality(r: dict) -> float:
 def markdown_table(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     for r in rows:
-        cells = [r["method"], r["trainer"], str(r["seed"]), r["weights"], str(r["step"]), f"{r['cpu_s']:.0f}"]
+        cells = [r["method"], r["trainer"], str(r["seed"]), r["weights"], r.get("split", "val"), str(r["step"]),
+                 f"{r['cpu_s']:.0f}"]
         cells += [f"{r[k]:.3f}" for k in KEYS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def floor_row(reported: list[dict]) -> dict:
+    """Doing nothing: the input as its own prediction, 1.0 on every ratio by definition."""
+    ssim = {f"paired_ssim_{d}": reported[0][f"baseline_ssim_{d}"] if reported else float("nan") for d in ("a2b", "b2a")}
+    return {"method": "doing nothing", "trainer": "-", "seed": "-", "weights": "-", "split": "test", "step": 0,
+            "cpu_s": 0.0, **{k: 1.0 for k in KEYS if "ratio" in k}, **ssim}
+
+
+def position(r: dict, ceiling: dict | None) -> str:
+    """Where a result sits between the floor (0%) and the ceiling (100%), by mean paired L1 ratio."""
+    if ceiling is None or quality(ceiling) >= 1:
+        return ""
+    return f", {100 * (1 - quality(r)) / (1 - quality(ceiling)):.0f}% of the way from doing nothing to the ceiling"
+
+
+def reported_summary(reported: list[dict]) -> list[str]:
+    ceilings = [r for r in reported if r["method"] == "ceiling"]
+    ceiling = ceilings[0] if ceilings else None
+    lines = []
+    for r in reported:
+        verdict = "beats doing nothing in both directions" if beats_nothing(r) else "does not beat doing nothing in both"
+        lines.append(f"- {r['method']}/{r['trainer']}/s{r['seed']} (step {r['step']}, chosen on val): test mean L1 ratio "
+                     f"{quality(r):.3f}, {verdict}" + (position(r, ceiling) if r is not ceiling else ""))
+    return lines
 
 
 def summary(rows: list[dict]) -> list[str]:
@@ -86,7 +113,7 @@ def plot(rows: list[dict], path: Path) -> Path:
         runs.setdefault(f"{r['method']} {r['trainer']} s{r['seed']} {r['weights']}", []).append(r)
     for label, rs in runs.items():
         t = [r["cpu_s"] for r in rs]
-        axes[0].plot(t, [quality(r) for r in rs], marker="o", label=label)
+        axes[0].plot(t, [quality(r) for r in rs], marker="o", label=label, linestyle=":" if "ceiling" in label else "-")
         axes[1].plot(t, [(r["paired_ssim_a2b_ratio"] + r["paired_ssim_b2a_ratio"]) / 2 for r in rs], marker="o", label=label)
     for ax, title in zip(axes, ("paired L1 / doing nothing (lower is better)", "paired SSIM / doing nothing (higher is better)")):
         ax.axhline(1.0, color="grey", linestyle="--", linewidth=1)
@@ -94,20 +121,24 @@ def plot(rows: list[dict], path: Path) -> Path:
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle("emoji test split, mean of a2b and b2a")
+    fig.suptitle("validation split (selection), mean of a2b and b2a; dashed: doing nothing; dotted: paired ceiling")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
 
-def write_outputs(rows: list[dict], out: Path, args, total_s: float) -> None:
-    table, notes = markdown_table(rows), summary(rows)
+def write_outputs(rows: list[dict], reported: list[dict], out: Path, args, total_s: float) -> None:
+    curves, notes = markdown_table(rows), summary(rows)
+    result = markdown_table([floor_row(reported), *reported])
     picture = plot(rows, out / "quality_vs_time.png")
     command = "python bench/quality.py " + " ".join(a for a in __import__("sys").argv[1:])
     text = (f"# bench/quality.py, {time.strftime('%Y-%m-%d %H:%M')}, {platform.processor() or platform.machine()}, "
-            f"{total_s / 60:.1f} min\n\n`{command.strip()}`\n\n{table}\n\n" + "\n".join(notes) + f"\n\nplot: {picture}\n")
+            f"{total_s / 60:.1f} min\n\n`{command.strip()}`\n\n## Test split (each run's checkpoint chosen on val)\n\n"
+            f"{result}\n\n" + "\n".join(reported_summary(reported)) + f"\n\n## Validation curves\n\n{curves}\n\n"
+            + "\n".join(notes) + f"\n\nplot: {picture}\n")
     (out / "quality.md").write_text(text)
-    (out / "quality.json").write_text(json.dumps({"rows": rows, "args": vars(args), "total_s": total_s}, indent=1) + "\n")
-    print("\n" + table + "\n\n" + "\n".join(notes))
+    (out / "quality.json").write_text(json.dumps({"rows": rows, "reported": reported, "args": vars(args),
+                                                  "total_s": total_s}, indent=1) + "\n")
+    print("\n" + result + "\n\n" + "\n".join(reported_summary(reported)) + "\n\n" + curves + "\n\n" + "\n".join(notes))
     print(f"\ntotal {total_s / 60:.1f} min; table {out / 'quality.md'}; plot {picture}")

@@ -32,6 +32,10 @@ class SharedModelConfig:
     n_translator_blocks: int = 9  # residual blocks of each latent cross-translator
     disc_channels: int = 64  # ndf
     disc_layers: int = 3  # 3 -> the 70x70 PatchGAN
+    disc_norm: str = "instance"  # PatchGAN norm: instance (the papers) | spectral (spectral norm on every conv)
+    # differentiable augmentation of every image the PatchGANs see in training (Zhao et al. 2020):
+    # "" (off, the papers) or a comma-separated subset of color, translation, cutout
+    disc_augment: str = ""
     # crossnet/cyclegan networks: "normal" = the CycleGAN reference's N(0, init_gain) conv weights, "pytorch" = torch's
     init: str = "normal"
     init_gain: float = 0.02
@@ -216,7 +220,7 @@ class TuneConfig:
     space: Dict[str, ParamSpec] = field(default_factory=dict)  # {} = the five loss.crossnet weights
     metric: str = "fd_efflite0"  # evaluation metric of the held-out split (lower is better)
     mode: str = "min"
-    split: str = "test"  # held-out split of data.root scored at every checkpoint
+    split: str = "test"  # held-out split of data.root scored at every checkpoint: val (data/splits.py) or test
     eval_max_images: int = 0  # per domain; 0 = the whole split
     eval_device: str = "cpu"  # where the trial driver scores checkpoints
     scheduler: str = "asha"  # asha | pbt | fifo

@@ -43,6 +43,7 @@ def test_prepare_emoji_limit_into_s3(s3_env, s3_prefix, capsys):
     assert main(["data", "prepare", "emoji", "--out", s3_prefix, "--limit", "20", "--cache", str(NPM_CACHE)]) == 0
     expected = {"images": 18, "other": 0}, {"images": 2, "other": 0}  # every 10th emoji held out
     assert ls_json(s3_prefix, capsys) == {
+        ".": {"images": 0, "other": 1},  # splits.json: the validation split, every 10th training emoji
         "testA": expected[1],
         "testB": expected[1],
         "trainA": expected[0],
@@ -52,8 +53,10 @@ def test_prepare_emoji_limit_into_s3(s3_env, s3_prefix, capsys):
         names_a = sorted(p.rsplit("/", 1)[1] for p in fs.find(f"{root}/trainA"))
         names_b = sorted(p.rsplit("/", 1)[1] for p in fs.find(f"{root}/trainB"))
         image = Image.open(io.BytesIO(fs.cat_file(f"{root}/trainA/{names_a[0]}")))
+        val = json.loads(fs.cat_file(f"{root}/splits.json"))["val"]
     assert names_a == names_b  # the same emoji, drawn by each vendor
     assert image.size == (64, 64) and image.mode == "RGBA"
+    assert val == [names_a[0], names_a[10]]  # 2 val pairs, held out of training
 
 
 def test_emoji_full_set_sizes():

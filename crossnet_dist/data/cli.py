@@ -47,6 +47,16 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split(args: argparse.Namespace) -> int:
+    from crossnet_dist.data.prepare import make_val_split
+
+    summary = make_val_split(args.root, _storage_options(args), force=args.force)
+    what = "wrote" if summary["written"] else "kept the existing (--force rewrites it)"
+    print(f"{what} validation split {summary['manifest']}: {summary['valA']} images of trainA/ and {summary['valB']} of "
+          f"trainB/ ({summary['pairs']} pairs) are held out of training; no image was moved")
+    return 0
+
+
 def _upload(args: argparse.Namespace) -> int:
     from crossnet_dist.data.prepare import format_counts, upload
 
@@ -94,13 +104,26 @@ def add_data_parser(subparsers) -> argparse.ArgumentParser:
         "prepare", help="build a named data set into a URL",
         description="Build a data set from files that ship inside installed packages (no download): "
         + "; ".join(f"{name}: {about}" for name, (_, about) in DATASETS.items())
-        + ". Every 10th image (by sorted name) goes to the test split.",
+        + ". Every 10th image (by sorted name) goes to the test split, every 10th of the rest to the "
+        "validation split (as `data split` makes it).",
     ))
     prepare.add_argument("name", choices=sorted(DATASETS))
     prepare.add_argument("--out", required=True, help="destination URL or path, e.g. s3://data/emoji")
     prepare.add_argument("--limit", type=int, default=0, help="at most N images per domain, spread evenly (0 = all)")
     prepare.add_argument("--cache", default=None, help="npm tarball cache (default .cache/npm or $CROSSNET_CACHE_DIR/npm)")
     prepare.set_defaults(func=_guarded("data prepare", _prepare))
+
+    split = with_endpoint(sub.add_parser(
+        "split", help="make the validation split of a data root (held out of training; selection reads it)",
+        description="Writes ROOT/splits.json: every 10th name of trainA/ and trainB/ together (by sorted name) "
+        "becomes the validation split, paired where both domains have the name. Training then skips those "
+        "images, and eval/Tune read them with split=val; testA/ testB/ stay for reporting. No image is moved "
+        "or rewritten. A root that has a split keeps it.",
+    ))
+    split.add_argument("root", help="data root (local path or s3:// URL) in the CycleGAN layout")
+    split.add_argument("--force", action="store_true", help="rewrite an existing split (models trained on the old "
+                       "one have seen some of the new validation images)")
+    split.set_defaults(func=_guarded("data split", _split))
 
     upload = with_endpoint(sub.add_parser("upload", help="copy a local CycleGAN-layout folder to a URL"))
     upload.add_argument("dir", help="local folder with trainA/ trainB/ (testA/ testB/ optional)")

@@ -1,4 +1,4 @@
-"""Listing the images of one folder (a domain of a split) once, sorted."""
+"""Listing the images of one folder once, sorted (which folders a split reads: splits.py)."""
 
 from __future__ import annotations
 
@@ -6,17 +6,7 @@ from fsspec import AbstractFileSystem
 
 from crossnet_dist.data.errors import DatasetError
 from crossnet_dist.images import IMAGE_SUFFIXES
-from crossnet_dist.storage import RetryPolicy, call_with_retries, display_url, join
-
-SPLIT_FOLDERS = {"train": ("trainA", "trainB"), "test": ("testA", "testB")}
-
-
-def split_folders(split: str) -> tuple[str, str]:
-    try:
-        return SPLIT_FOLDERS[split]
-    except KeyError:
-        raise DatasetError(f"unknown split {split!r}; expected one of {', '.join(SPLIT_FOLDERS)}") from None
-
+from crossnet_dist.storage import RetryPolicy, call_with_retries, display_url
 
 def list_image_keys(fs: AbstractFileSystem, folder: str, policy: RetryPolicy, max_images: int = 0) -> list[str]:
     """Sorted paths of the images (png, jpg, jpeg) under `folder`, recursively; the first
@@ -50,8 +40,3 @@ def _explain_missing_root(fs: AbstractFileSystem, folder: str, policy: RetryPoli
         raise DatasetError(f"data root {url} is a file, not a folder holding trainA/ trainB/ testA/ testB/")
     if not call_with_retries(lambda: fs.exists(root), policy, url):
         raise DatasetError(f"data root {url} does not exist (config key data.root)")
-
-
-def domain_folders(root: str, split: str) -> tuple[str, str]:
-    folder_a, folder_b = split_folders(split)
-    return join(root, folder_a), join(root, folder_b)

@@ -39,11 +39,26 @@ DATASETS: dict[str, tuple[Callable[[int, Any], Iterator[tuple[str, bytes]]], str
 
 
 def prepare(name: str, out_url: str, storage_cfg: Any = None, limit: int = 0, cache_dir: str | Path | None = None) -> Counter:
-    """Builds data set `name` into `out_url`; returns the image count per layout folder."""
+    """Builds data set `name` into `out_url` with its validation split (splits.py); returns the image
+    count per layout folder, and per domain of the val split (valA, valB)."""
     if name not in DATASETS:
         raise DatasetError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
     build, _ = DATASETS[name]
-    return write_items(build(limit, cache_dir), out_url, storage_cfg)
+    counts = write_items(build(limit, cache_dir), out_url, storage_cfg)
+    summary = make_val_split(out_url, storage_cfg, force=True)
+    counts.update({"valA": summary["valA"], "valB": summary["valB"]})
+    return counts
+
+
+def make_val_split(url: str, storage_cfg: Any = None, force: bool = False) -> dict[str, Any]:
+    """Writes the root's validation split manifest (kept if it has one, unless `force`);
+    returns {"valA", "valB", "pairs": counts, "written": bool, "manifest": URL}."""
+    from crossnet_dist.data.splits import MANIFEST, val_counts, write_val_split
+
+    policy = RetryPolicy.from_config(storage_cfg)
+    with opened(url, storage_cfg) as (fs, root):
+        val, written = write_val_split(fs, root, policy, force=force)
+        return {**val_counts(fs, root, val, policy), "written": written, "manifest": display_url(fs, join(root, MANIFEST))}
 
 
 def write_items(items: Iterable[tuple[str, bytes]], out_url: str, storage_cfg: Any = None) -> Counter:

@@ -13,9 +13,10 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from crossnet_dist.data.listing import DatasetError, domain_folders, list_image_keys
+from crossnet_dist.data.errors import DatasetError
 from crossnet_dist.data.order import epoch_plan, group_batches, rank_positions, sample_seed, samples_per_rank, worker_batches
 from crossnet_dist.data.reader import ImageReader
+from crossnet_dist.data.splits import split_folder, split_image_keys
 from crossnet_dist.data.stats import DataStats
 from crossnet_dist.data.transforms import eval_transform, train_transform
 from crossnet_dist.storage import RetryPolicy, opened
@@ -58,9 +59,8 @@ class UnpairedImageStream(IterableDataset):
         self.storage = dict(as_mapping(storage))
         self.policy = RetryPolicy.from_config(self.storage)
         with opened(root, self.storage) as (fs, root_path):  # workers open their own clients
-            folder_a, folder_b = domain_folders(root_path, split)
-            self.keys_a = list_image_keys(fs, folder_a, self.policy, max_images)
-            self.keys_b = list_image_keys(fs, folder_b, self.policy, max_images)
+            self.keys_a = split_image_keys(fs, root_path, split, "a", self.policy, max_images)
+            self.keys_b = split_image_keys(fs, root_path, split, "b", self.policy, max_images)
         n = max(len(self.keys_a), len(self.keys_b))
         if samples_per_rank(n, world_size) == 0:
             raise DatasetError(f"{root}: {n} images per epoch cannot be shared among {world_size} ranks")
@@ -151,9 +151,8 @@ class ImageFolderStream(IterableDataset):
         self.storage = dict(as_mapping(storage))
         self.policy = RetryPolicy.from_config(self.storage)
         with opened(root, self.storage) as (fs, root_path):
-            folders = dict(zip("ab", domain_folders(root_path, split)))
-            self.folders = {d: folders[d] for d in domains}
-            self.keys = {d: list_image_keys(fs, folder, self.policy, max_images) for d, folder in self.folders.items()}
+            self.folders = {d: split_folder(root_path, split, d) for d in domains}
+            self.keys = {d: split_image_keys(fs, root_path, split, d, self.policy, max_images) for d in domains}
         self.image_size, self.batch_size = image_size, batch_size
         self.rank, self.world_size, self.read_ahead = rank, world_size, read_ahead
         self.reader = ImageReader(root, self.storage, self.policy)

@@ -66,7 +66,8 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "eval",
         help="score a checkpoint on a held-out split (FID/KID, fd_efflite0, cycle L1) and write an HTML report",
-        description="Translate the held-out split (testA/, testB/) in both directions and score it: "
+        description="Translate a held-out split (test: testA/ testB/; val: the validation split) in both directions "
+        "and score it: "
         "cycle L1 (and latent cross-identity L1 for CrossNet training checkpoints), Frechet/kernel distances "
         "on EfficientNet-Lite0 features (fd_efflite0/kd_efflite0, weights ship with a pip package), and "
         "FID/KID when an Inception-v3 weights file is given. Writes metrics.json and index.html to OUT.",
@@ -74,7 +75,8 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="eval config key=value overrides, e.g. kid_subsets=50")
     p.add_argument("--checkpoint", required=True, help="generator.pt or a training checkpoint (checkpoints/step_*.pt)")
     p.add_argument("--data", default=None, help="URL or path holding testA/ testB/ (default: the checkpoint's data.root)")
-    p.add_argument("--split", default="test", help="split folder prefix (default: test)")
+    p.add_argument("--split", default="test", choices=("test", "val", "train"),
+                   help="test (testA/ testB/, default), val (the validation split of `crossnet data split`) or train")
     p.add_argument("--out", default=None, help="report folder (default: <run folder>/eval_<split>)")
     p.add_argument("--config", default=None, help="YAML file with an eval: section")
     p.add_argument("--metrics", default=None, help="comma-separated groups: cycle, efflite0, inception, paired")

@@ -1,4 +1,4 @@
-"""The held-out images of one split (testA/ and testB/ under a local path or s3:// URL), in memory.
+"""The images of one split (val or test, under a local path or s3:// URL), in memory.
 
 Evaluation sets are small (hundreds of images), so each domain is read whole through the
 storage package's filesystem helpers, resized to the model's square size, and kept as one
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from crossnet_dist.images import IMAGE_SUFFIXES, ImageDecodeError, decode_image
+from crossnet_dist.images import ImageDecodeError, decode_image
 
 log = logging.getLogger(__name__)
 
@@ -37,24 +37,22 @@ def to_unit_range(pixels: torch.Tensor) -> torch.Tensor:
 
 
 def read_domain(data_url: str, split: str, domain: str, image_size: int, storage_cfg=None, max_images: int = 0) -> DomainImages:
-    from crossnet_dist.storage import RetryPolicy, StorageError, display_url, fetch_many, join, open_url
+    """One domain of a split (train, val or test: data/splits.py), read whole."""
+    from crossnet_dist.data.errors import DatasetError
+    from crossnet_dist.data.splits import relative_name, split_folder, split_image_keys
+    from crossnet_dist.storage import RetryPolicy, StorageError, display_url, fetch_many, open_url
 
     fs, root = open_url(data_url, storage_cfg)
-    folder = join(root, f"{split}{domain.upper()}")
+    policy = RetryPolicy.from_config(storage_cfg)
+    folder = split_folder(root, split, domain)
     try:
-        listing = sorted(p for p in fs.find(folder) if p.lower().endswith(IMAGE_SUFFIXES))
-    except FileNotFoundError:
-        listing = []
-    if not listing:
-        raise StorageError(
-            f"{display_url(fs, folder)}: no images (expected PNG/JPEG files of split {split!r}, domain {domain.upper()})"
-        )
-    if max_images:
-        listing = listing[:max_images]
-    contents = fetch_many(fs, listing, RetryPolicy.from_config(storage_cfg))
+        listing = split_image_keys(fs, root, split, domain, policy, max_images)
+    except DatasetError as err:
+        raise StorageError(f"split {split!r}, domain {domain.upper()}: {err}") from None
+    contents = fetch_many(fs, listing, policy)
     names, arrays, skipped = [], [], {}
     for path in listing:
-        name = path.rsplit("/", 1)[-1]
+        name = relative_name(folder, path)
         data = contents[path]
         try:
             if isinstance(data, BaseException):

@@ -25,7 +25,7 @@ def held_out_examples(data_cfg: Any) -> list[dict[str, Any]]:
     from PIL import Image
 
     from crossnet_dist.data.errors import DatasetError
-    from crossnet_dist.data.listing import domain_folders, list_image_keys
+    from crossnet_dist.data.splits import split_image_keys
     from crossnet_dist.images import encode_png, to_rgb
     from crossnet_dist.storage import RetryPolicy, StorageError, opened
 
@@ -35,8 +35,8 @@ def held_out_examples(data_cfg: Any) -> list[dict[str, Any]]:
     policy = RetryPolicy.from_config(data_cfg.storage)
     try:
         with opened(data_cfg.root, data_cfg.storage) as (fs, root):
-            for folder, domain, direction in zip(domain_folders(root, "test"), "AB", ("a2b", "b2a")):
-                for key in list_image_keys(fs, folder, policy, PER_DOMAIN):
+            for domain, direction in (("A", "a2b"), ("B", "b2a")):
+                for key in split_image_keys(fs, root, "test", domain.lower(), policy, PER_DOMAIN):
                     if fs.size(key) > MAX_EXAMPLE_BYTES:
                         continue
                     try:

@@ -53,6 +53,8 @@ def validate_tune_section(cfg: DictConfig, fail) -> None:
         fail("tune.searcher", f"must be one of {', '.join(TUNE_SEARCHERS)}")
     if t.mode not in ("min", "max"):
         fail("tune.mode", "must be min or max")
+    if t.split not in ("val", "test"):
+        fail("tune.split", "must be val (the validation split: `crossnet data split ROOT` makes it) or test")
     if "/" in t.name or t.name in (".", ".."):
         fail("tune.name", "must be a plain folder name")
     for key in ("num_samples", "max_concurrent_trials"):
