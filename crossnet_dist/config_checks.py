@@ -73,6 +73,14 @@ def validate(cfg: DictConfig) -> None:
         fail("model.init_gain", "must be > 0")
     if cfg.model.upsample not in UPSAMPLE_KINDS:
         fail("model.upsample", f"must be one of {', '.join(UPSAMPLE_KINDS)}")
+    if cfg.model.disc_norm not in ("instance", "spectral"):
+        fail("model.disc_norm", "must be instance or spectral")
+    from crossnet_dist.networks.diff_augment import parse_policy
+
+    try:
+        parse_policy(cfg.model.disc_augment)
+    except ValueError as err:
+        fail("model.disc_augment", str(err))
     if not 0.0 <= cfg.train.ema_decay < 1.0:
         fail("train.ema_decay", "must be in [0, 1) (0 = off)")
     from crossnet_dist.training.divergence import NONFINITE_MODES

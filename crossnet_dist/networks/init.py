@@ -8,6 +8,7 @@ PyTorch's own (Kaiming-uniform) initialisation.
 from __future__ import annotations
 
 from torch import nn
+from torch.nn.utils import parametrize
 
 INIT_KINDS = ("normal", "pytorch")
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
@@ -21,7 +22,9 @@ def init_weights(module: nn.Module, kind: str = "normal", gain: float = 0.02) ->
         return module
     for m in module.modules():
         if isinstance(m, _CONVS):
-            nn.init.normal_(m.weight, 0.0, gain)
+            # a spectral-normalised conv's weight is computed: initialise the parameter it comes from
+            weight = m.parametrizations.weight.original if parametrize.is_parametrized(m, "weight") else m.weight
+            nn.init.normal_(weight, 0.0, gain)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, _NORMS) and getattr(m, "weight", None) is not None:
