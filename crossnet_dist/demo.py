@@ -12,6 +12,7 @@ before it runs, so the demo doubles as a tour of the command line.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import signal
@@ -25,6 +26,10 @@ DATA_URL = f"s3://{BUCKET}/emoji"
 RUNS_URL = f"s3://{BUCKET}/runs"
 CONFIG = "jobs/configs/demo.yaml"
 DEFAULT_STEPS = 2000
+# The paired ceiling (bench/paired_ceiling.py: the recipe's generators trained on the true training pairs
+# for as many steps, chosen on val) on the emoji test pairs, as recorded in bench/RESULTS.md ("Paired
+# ceiling"); a later `make bench-quality` run's own figure (runs/bench-quality/quality.json) replaces it.
+RECORDED_CEILING = {"source": "bench/RESULTS.md", "step": 2000, "a2b": None, "b2a": None}
 
 
 def run(title: str, args: list[str], env: dict[str, str], capture: bool = False) -> str:
@@ -71,12 +76,39 @@ def main(argv: list[str] | None = None) -> int:
         run("translate held-out images offline (A -> B)",
             ["translate", "--checkpoint", generator, "--direction", "a2b", str(test_a), "--out", str(out / "translated")],
             env)
-        run("evaluate on the held-out split (offline distances + HTML report)",
+        run("evaluate on the held-out test split (offline distances + HTML report)",
             ["eval", "--checkpoint", generator, "--data", DATA_URL, "--out", str(out / "report")], env)
         _serve_and_translate(generator, test_a, out, env)
     print(f"\ndemo done in {(time.perf_counter() - started) / 60:.1f} min: translations in {out / 'translated'}, "
-          f"report {out / 'report' / 'index.html'} (paired metrics against doing nothing: the 'paired' lines above)")
+          f"report {out / 'report' / 'index.html'}")
+    report = json.loads((out / "report" / "metrics.json").read_text())
+    print("\n".join(quality_lines(report["metrics"], ceiling_figures())))
     return 0
+
+
+def ceiling_figures() -> dict:
+    """The paired ceiling's test L1 ratios: the last `make bench-quality` run's, else the recorded ones."""
+    bench = Path("runs/bench-quality/quality.json")
+    if bench.is_file():
+        rows = [r for r in json.loads(bench.read_text()).get("reported", []) if r["method"] == "ceiling"]
+        if rows:
+            return {"source": str(bench), "step": rows[0]["step"], "a2b": rows[0]["paired_l1_a2b_ratio"],
+                    "b2a": rows[0]["paired_l1_b2a_ratio"]}
+    return RECORDED_CEILING
+
+
+def quality_lines(metrics: dict, ceiling: dict) -> list[str]:
+    """Each direction between the floor (doing nothing, ratio 1) and the ceiling (trained on the true pairs)."""
+    lines = ["quality on the held-out test pairs (ratios to doing nothing: L1 below 1 and SSIM above 1 beat it):"]
+    for d, name in (("a2b", "Google -> Twitter"), ("b2a", "Twitter -> Google")):
+        if f"paired_l1_{d}_ratio" not in metrics:
+            continue
+        fd = metrics[f"fd_efflite0_{d}"] / metrics[f"fd_efflite0_{d}_identity_baseline"]
+        ceiling_text = (f"; paired ceiling {ceiling[d]:.3f} at step {ceiling['step']} ({ceiling['source']})"
+                        if ceiling.get(d) is not None else "")
+        lines.append(f"  {d} ({name}): L1 ratio {metrics[f'paired_l1_{d}_ratio']:.3f}{ceiling_text}; SSIM ratio "
+                     f"{metrics[f'paired_ssim_{d}_ratio']:.3f}; fd ratio to the untranslated input {fd:.3f}")
+    return lines
 
 
 def _download_some(fs, bucket_path: str, folder: Path, count: int) -> None:
