@@ -73,8 +73,9 @@ bench-train: setup
 bench: setup
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
-# Time to quality: CrossNet vs CycleGAN on the emoji pairs (Ray Train + DeepSpeed, and a --local row), each
-# checkpoint scored against doing nothing (~45-60 min on 2 CPUs; QUALITY_ARGS=--quick for a few minutes).
+# Time to quality: CrossNet vs CycleGAN on the emoji pairs (Ray Train + DeepSpeed, and a --local row) between
+# doing nothing and the paired ceiling; each checkpoint scored on val, each run's best on val reported on test
+# (~60 min on 2 CPUs; QUALITY_ARGS=--quick for a few minutes).
 bench-quality: setup
 	$(BIN)/python bench/quality.py $(QUALITY_ARGS)
 

@@ -1,7 +1,8 @@
 """Time-to-quality benchmark: CrossNet and CycleGAN trained on the same data, size, batch and step
 budget, between a floor (doing nothing) and a ceiling (the same generators trained on the true pairs).
 
-    python bench/quality.py            # the full budget (about 45-60 min on 2 CPU cores)
+    python bench/quality.py            # 30 minutes of training per run (about 2 hours in all on 2 CPU cores)
+    python bench/quality.py --steps 4000  # a step budget instead of a time budget
     python bench/quality.py --quick    # a few minutes: checks that it runs
     python bench/quality.py --methods crossnet --steps 1500 --set model.upsample=transposed   # one recipe change
 
@@ -49,7 +50,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default=str(REPO / "runs/bench-quality"))
     p.add_argument("--methods", default="crossnet,cyclegan")
     p.add_argument("--seeds", default="0")
-    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--minutes", type=float, default=None,
+                   help="training wall-clock minutes per run (train.max_minutes; default 30 unless --steps is given)")
+    p.add_argument("--steps", type=int, default=None, help="steps per run instead of a time budget")
     p.add_argument("--eval-every", type=int, default=1000)
     p.add_argument("--trainer", choices=("ray", "local"), default="ray")
     p.add_argument("--local-row", action=argparse.BooleanOptionalAction, default=True,
@@ -66,7 +69,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.steps, args.eval_every, args.local_row, args.max_images = 300, 150, False, args.max_images or 100
-    if args.eval_every < 1 or args.steps < args.eval_every:
+    if args.minutes is None:
+        args.minutes = 0.0 if args.steps else 30.0
+    args.steps = args.steps or 4000  # with --minutes: the sample-grid interval's reference only
+    if args.minutes < 0:
+        p.error("--minutes must be >= 0")
+    if args.eval_every < 1 or (not args.minutes and args.steps < args.eval_every):
         p.error("--eval-every must be in [1, --steps]")
     return args
 
@@ -87,9 +95,11 @@ def run_config(args, method: str, seed: int, trainer: str, folder: Path):
 
     every = args.eval_every
     overrides = [
-        f"method={method}", f"data.root={args.data}", f"train.seed={seed}", f"train.max_steps={args.steps}",
+        f"method={method}", f"data.root={args.data}", f"train.seed={seed}",
+        f"train.max_steps={0 if args.minutes else args.steps}", f"train.max_minutes={args.minutes}",
         f"train.out_dir={folder}", "train.progress=false", f"train.checkpoint_every={every}", "train.keep_checkpoints=0",
-        f"train.sample_every={args.steps}", f"dist.checkpoint_every={every}", "dist.keep_checkpoints=0",
+        f"train.sample_every={args.steps if not args.minutes else 10 * every}", f"dist.checkpoint_every={every}",
+        "dist.keep_checkpoints=0",
         f"dist.num_workers={args.workers}", "dist.cpus_per_worker=1", f"dist.storage_path={folder / 'ray'}",
         "dist.run_name=run", "dist.max_failures=0", *args.overrides,
     ]
@@ -189,7 +199,11 @@ def main(argv=None) -> int:
     for method, seed, trainer in plan:
         folder = out / f"{method}-{trainer}-s{seed}"
         cfg = run_config(args, methods[0] if method == "ceiling" else method, seed, trainer, folder)
-        print(f"=== train {method} ({trainer}, seed {seed}): {args.steps} steps, checkpoint every {args.eval_every}", flush=True)
+        budget = f"{args.minutes:g} minutes" if args.minutes else f"{args.steps} steps"
+        if method == "ceiling":  # as many steps as the unpaired runs of its seed reached
+            args.ceiling_steps = max([p[-1][0] for m, s, _, _, p in trained if s == seed and p] or [args.steps])
+            budget = f"{args.ceiling_steps} steps"
+        print(f"=== train {method} ({trainer}, seed {seed}): {budget}, checkpoint every {args.eval_every}", flush=True)
         t0 = time.perf_counter()
         points, cores = train_run(cfg, trainer, args, folder)
         print(f"--- {method} ({trainer}) trained in {time.perf_counter() - t0:.0f} s on {cores:g} cores", flush=True)
@@ -199,6 +213,9 @@ def main(argv=None) -> int:
         variants = [("ema" if cfg.train.ema_decay else "raw", False)]
         if cfg.train.ema_decay and args.eval_raw and trainer != "paired":
             variants.append(("raw", True))
+        if not points:
+            print(f"    {method} ({trainer}, seed {seed}): no checkpoint within the budget; nothing to score", flush=True)
+            continue
         for weights, raw in variants:
             curve = []
             for step, checkpoint, cpu_s in points:
@@ -225,7 +242,7 @@ def train_run(cfg, trainer: str, args, folder: Path) -> tuple[list[tuple[int, st
         return train_local(cfg, args.threads)
     from bench.paired_ceiling import train_ceiling
 
-    return train_ceiling(cfg, args.data, args.steps, args.eval_every, folder, args.threads), args.threads
+    return train_ceiling(cfg, args.data, args.ceiling_steps, args.eval_every, folder, args.threads), args.threads
 
 
 def as_row(m: dict, method: str, trainer: str, seed: int, weights: str, step: int, cpu_s: float, split: str = "val") -> dict:

@@ -97,6 +97,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     max_steps: int = 0  # stop after this many steps; 0 = run every epoch of the schedule
+    max_minutes: float = 0.0  # also stop (and checkpoint) after this many minutes of training; 0 = no limit
     log_every: int = 10
     sample_every: int = 200
     checkpoint_every: int = 500

@@ -47,7 +47,7 @@ def validate(cfg: DictConfig) -> None:
         "model.disc_layers", "optim.n_epochs", "optim.n_epochs_decay", "optim.pool_size",
         "data.num_workers", "data.max_images", "data.storage.retries", "data.storage.retry_backoff_s",
         "data.storage.retry_budget_s",
-        "train.max_steps", "train.keep_checkpoints",
+        "train.max_steps", "train.max_minutes", "train.keep_checkpoints",
     ]
     for key in positive:
         if not OmegaConf.select(cfg, key) > 0:

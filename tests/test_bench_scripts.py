@@ -78,15 +78,17 @@ def test_make_bench_in_process_rows_print():
 @pytest.mark.slow
 @pytest.mark.timeout(420)
 def test_quality_bench_trains_ray_and_local_rows_and_scores_each_checkpoint(tmp_path):
-    """bench/quality.py end to end at a toy budget: a Ray Train run (1 DeepSpeed worker) and the --local
-    row, each checkpoint scored against doing nothing on a paired split; table, JSON and plot written."""
+    """bench/quality.py end to end at a toy budget: a Ray Train run (1 DeepSpeed worker), the --local
+    row and the paired ceiling, each checkpoint scored on the val split against doing nothing, each
+    run's best on val scored on the test split; table, JSON and plot written."""
     import json
 
     from tests.helpers import write_tiny_dataset
 
-    data = write_tiny_dataset(tmp_path / "data", n_train=4, n_test=3, size=36)
-    for i, path in enumerate(sorted((data / "testB").iterdir())):  # same names in testA/ and testB/: pairs
-        path.rename(path.with_name(f"a_{i:03d}.png"))
+    data = write_tiny_dataset(tmp_path / "data", n_train=10, n_test=3, size=36)
+    for folder in ("trainB", "testB"):  # the same names in A and B: pairs (val gets a_000.png)
+        for i, path in enumerate(sorted((data / folder).iterdir())):
+            path.rename(path.with_name(f"a_{i:03d}.png"))
     out = tmp_path / "out"
     proc = subprocess.run(
         [sys.executable, "bench/quality.py", "--config", "jobs/configs/tiny.yaml", "--data", str(data), "--out", str(out),
@@ -95,11 +97,18 @@ def test_quality_bench_trains_ray_and_local_rows_and_scores_each_checkpoint(tmp_
         cwd=REPO, capture_output=True, text=True, timeout=400,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    rows = json.loads((out / "quality.json").read_text())["rows"]
-    assert [(r["trainer"], r["step"], r["weights"]) for r in rows] == [
-        (t, s, w) for t in ("ray", "local") for s in (2, 4) for w in ("ema", "raw")]
-    for r in rows:
+    assert (data / "splits.json").is_file()  # the bench made the val split it selects on
+    result = json.loads((out / "quality.json").read_text())
+    rows, reported = result["rows"], result["reported"]
+    assert [(r["trainer"], r["weights"], r["step"]) for r in rows] == [
+        (t, w, s) for t, ws in (("ray", ("ema", "raw")), ("local", ("ema", "raw")), ("paired", ("ema",)))
+        for w in ws for s in (2, 4)]
+    assert {r["split"] for r in rows} == {"val"} and {r["split"] for r in reported} == {"test"}
+    assert [(r["trainer"], r["weights"]) for r in reported] == [
+        ("ray", "ema"), ("ray", "raw"), ("local", "ema"), ("local", "raw"), ("paired", "ema")]
+    for r in rows + reported:
         assert r["cpu_s"] > 0 and r["paired_l1_a2b_ratio"] > 0 and -1 <= r["paired_ssim_b2a"] <= 1
-    assert rows[1]["cpu_s"] == rows[0]["cpu_s"] < rows[2]["cpu_s"]  # the same checkpoint, then later
-    assert "| crossnet | ray | 0 | ema | 4 |" in (out / "quality.md").read_text()
+    assert rows[2]["cpu_s"] == rows[0]["cpu_s"] < rows[1]["cpu_s"]  # the same checkpoint, then later
+    text = (out / "quality.md").read_text()
+    assert "| crossnet | ray | 0 | ema | val | 4 |" in text and "| doing nothing |" in text and "| ceiling | paired |" in text
     assert (out / "quality_vs_time.png").stat().st_size > 0

@@ -177,3 +177,28 @@ def test_compiled_networks_compute_the_eager_losses_and_gradients_and_export_the
     x = batch["a"]
     with torch.no_grad():
         torch.testing.assert_close(served.translate(x, "a2b"), trainer.method.translate(x, "a2b"), rtol=1e-3, atol=1e-4)
+
+
+class _SlowBatches(list):
+    """Batches whose every read takes `seconds` (a slow step, without a fixed sleep in the test itself)."""
+
+    def __init__(self, batches, seconds: float):
+        super().__init__(batches)
+        self.seconds = seconds
+
+    def __iter__(self):
+        import time
+
+        for batch in super().__iter__():
+            time.sleep(self.seconds)
+            yield batch
+
+
+def test_a_time_limit_stops_training_and_checkpoints_the_step_it_reached(tmp_path):
+    cfg = tiny_config(tmp_path, "train.max_steps=0", "train.max_minutes=0.01", "optim.n_epochs=1000",
+                      "train.checkpoint_every=1000", "train.sample_every=1000")
+    trainer = Trainer(cfg)
+    trainer.fit(_SlowBatches(tiny_batches(2), seconds=0.1))  # 0.6 s of budget, >= 0.1 s a step
+    assert 1 <= trainer.step <= 6
+    saved = load_checked(tmp_path / "run" / "checkpoints" / f"step_{trainer.step:08d}.pt", TRAIN_FORMAT)
+    assert saved["step"] == trainer.step and (tmp_path / "run" / "generator.pt").is_file()

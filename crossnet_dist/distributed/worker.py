@@ -174,6 +174,16 @@ class WorkerLoop(EpochTrainer):
                 return
             yield batch
 
+    def out_of_time(self) -> bool:
+        """train.max_minutes decided together (any rank's clock past the deadline stops all ranks at
+        the same step): one all-reduce per step, only when a time limit is set."""
+        if self.deadline is None:
+            return False
+        if getattr(self, "_time_checked", None) != self.step:
+            (late,) = self._all_reduce([1.0 if super().out_of_time() else 0.0], op=tdist.ReduceOp.MAX)
+            self._time_checked, self._late = self.step, bool(late)
+        return self._late
+
     def step_context(self):
         return self.profiler.step() if self.profiler else contextlib.nullcontext()
 

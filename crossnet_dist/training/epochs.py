@@ -13,6 +13,7 @@ dataset is told where in the epoch to start (`set_epoch(epoch, start_index)`).
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any, Callable, ContextManager, Iterable
 
 import torch
@@ -40,6 +41,7 @@ class EpochTrainer:
     step: int = 0
     epoch: int = 0
     epoch_step: int = 0  # loader batches consumed in the current epoch
+    deadline: float | None = None  # time.monotonic() at which train.max_minutes runs out (start_clock)
 
     @property
     def total_epochs(self) -> int:
@@ -50,7 +52,15 @@ class EpochTrainer:
         return self.cfg.train.max_steps or None
 
     def done(self) -> bool:
-        return self.max_steps is not None and self.step >= self.max_steps
+        return (self.max_steps is not None and self.step >= self.max_steps) or self.out_of_time()
+
+    def start_clock(self) -> None:
+        """Starts train.max_minutes (0 = no time limit); each process start (a resume too) gets the whole budget."""
+        minutes = self.cfg.train.max_minutes
+        self.deadline = time.monotonic() + 60.0 * minutes if minutes > 0 else None
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
 
     # ---- what a subclass may change ---------------------------------------------------------
     def epoch_batches(self, loader: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
@@ -105,8 +115,11 @@ class EpochTrainer:
         self.epoch_step = 0
 
     def run_epochs(self, loader: Iterable[dict[str, Any]]) -> None:
-        """Trains from the current position until the schedule ends or `train.max_steps` is reached."""
+        """Trains from the current position until the schedule ends, `train.max_steps` is reached or
+        `train.max_minutes` have passed (checked after each step)."""
         dataset = getattr(loader, "dataset", None)
+        if self.deadline is None:
+            self.start_clock()
         while not self.done() and self.epoch < self.total_epochs:
             if hasattr(dataset, "set_epoch"):
                 dataset.set_epoch(self.epoch, start_index=self.epoch_step * self.cfg.data.batch_size)
