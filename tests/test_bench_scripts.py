@@ -85,8 +85,8 @@ def test_quality_bench_trains_ray_and_local_rows_and_scores_each_checkpoint(tmp_
 
     from tests.helpers import write_tiny_dataset
 
-    data = write_tiny_dataset(tmp_path / "data", n_train=10, n_test=3, size=36)
-    for folder in ("trainB", "testB"):  # the same names in A and B: pairs (val gets a_000.png)
+    data = write_tiny_dataset(tmp_path / "data", n_train=20, n_test=3, size=36)
+    for folder in ("trainB", "testB"):  # the same names in A and B: pairs (val: a_000.png, a_010.png)
         for i, path in enumerate(sorted((data / folder).iterdir())):
             path.rename(path.with_name(f"a_{i:03d}.png"))
     out = tmp_path / "out"

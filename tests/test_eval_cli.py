@@ -105,13 +105,17 @@ def test_evaluate_api_returns_floats_for_a_tune_objective(trained):
     assert all(isinstance(v, float) for v in scores.values())
 
 
-def test_a_missing_split_names_the_folder(trained, capsys):
+def test_a_missing_split_names_the_folder_or_the_command_that_makes_it(trained, tmp_path, capsys):
     from crossnet_dist.cli import main
 
     root, data, run = trained
     assert main(["eval", "--checkpoint", str(run / "generator.pt"), "--data", str(data), "--split", "val",
                  "--metrics", "cycle"]) == 2
-    assert "valA: no images" in capsys.readouterr().err
+    assert f"has no validation split (splits.json); make one with `crossnet data split {data}`" in capsys.readouterr().err
+    (tmp_path / "no-test" / "trainA").mkdir(parents=True)
+    assert main(["eval", "--checkpoint", str(run / "generator.pt"), "--data", str(tmp_path / "no-test"),
+                 "--metrics", "cycle"]) == 2
+    assert "no-test/testA: no images found" in capsys.readouterr().err
 
 
 @pytest.mark.timeout(120)
