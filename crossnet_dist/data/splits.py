@@ -57,7 +57,7 @@ def read_val_names(fs: AbstractFileSystem, root: str, policy: RetryPolicy) -> fr
     url = display_url(fs, path)
     try:
         data = call_with_retries(lambda: fs.cat_file(path), policy, url)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # the root may be a file: listing says so, naming it
         return None
     try:
         manifest = json.loads(data)
