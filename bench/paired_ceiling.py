@@ -25,14 +25,14 @@ def training_pairs(data: str, image_size: int) -> tuple["torch.Tensor", "torch.T
     """(A, B) uint8 tensors of the names both trainA/ and trainB/ hold, validation split excluded."""
     import torch
 
+    from crossnet_dist.evaluation.paired import pair_indices
     from crossnet_dist.evaluation.split_images import read_domain
 
     a, b = (read_domain(data, "train", d, image_size) for d in ("a", "b"))
-    index_b = {name: i for i, name in enumerate(b.names)}
-    common = [(i, index_b[name]) for i, name in enumerate(a.names) if name in index_b]
-    if not common:
+    pairs = pair_indices(a.names, b.names)
+    if not pairs:
         raise SystemExit(f"{data}: no training pairs (no file name is in both trainA/ and trainB/): no ceiling row")
-    ia, ib = (torch.tensor(x) for x in zip(*common))
+    ia, ib = torch.tensor(list(pairs)), torch.tensor(list(pairs.values()))
     return a.pixels[ia], b.pixels[ib]
 
 
