@@ -42,14 +42,19 @@ class SharedModelConfig:
     upsample: str = "transposed"  # decoder 2x upsampling: transposed (the paper) | resize (nearest resize + conv)
 
 
-# model.<method> and loss.<method> come from the methods' own registry (methods/options/)
+# model.<method> and loss.<method> come from the methods' own registry (methods/options/). The namespace
+# names this module as the classes' home, so a loaded config pickles (make_dataclass would say "types").
+_HOME = {"__module__": __name__}
 ModelConfig = make_dataclass(
     "ModelConfig",
     [(name, o.options, field(default_factory=o.options)) for name, o in METHOD_OPTIONS.items() if o.options],
     bases=(SharedModelConfig,),
+    namespace=_HOME,
 )
 LossConfig = make_dataclass(
-    "LossConfig", [(name, o.weights, field(default_factory=o.weights)) for name, o in METHOD_OPTIONS.items()]
+    "LossConfig",
+    [(name, o.weights, field(default_factory=o.weights)) for name, o in METHOD_OPTIONS.items()],
+    namespace=_HOME,
 )
 
 

@@ -132,3 +132,15 @@ def test_test_only_hooks_are_not_config_keys():
     for override in ("dist.fail_at_step=4", "model.cascaded.random_vgg=true"):
         with pytest.raises(ConfigError, match=override.split("=")[0].rsplit(".", 1)[1]):
             load_config(None, [override])
+
+
+@pytest.mark.parametrize("method", ["crossnet", "cyclegan", "unit", "xgan", "cascaded"])
+def test_a_loaded_config_of_every_method_survives_the_standard_pickle(method):
+    import pickle
+
+    from omegaconf import OmegaConf
+
+    cfg = load_config(None, [f"method={method}"])
+    again = pickle.loads(pickle.dumps(cfg))
+    assert again == cfg
+    assert OmegaConf.get_type(again.model).__module__ == "crossnet_dist.config"
