@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import queue as queue_module
 import statistics
 import sys
 import tempfile
@@ -173,7 +174,17 @@ def collective_probe(cfg, repeats: int = 30) -> dict:
     procs = [ctx.Process(target=_probe_worker, args=(r, port, cfg, repeats, queue)) for r in range(2)]
     for pr in procs:
         pr.start()
-    out = queue.get(timeout=600)
+    deadline = time.monotonic() + 600
+    while True:  # a worker that dies (e.g. its port was taken) fails the probe now, not after 10 minutes
+        try:
+            out = queue.get(timeout=1)
+            break
+        except queue_module.Empty:
+            dead = [pr.exitcode for pr in procs if pr.exitcode not in (None, 0)]
+            if dead or time.monotonic() > deadline:
+                for pr in procs:
+                    pr.kill()
+                raise RuntimeError(f"collective probe failed: worker exit codes {[pr.exitcode for pr in procs]}")
     for pr in procs:
         pr.join(timeout=60)
     return out

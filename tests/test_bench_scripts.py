@@ -112,3 +112,15 @@ def test_quality_bench_trains_ray_and_local_rows_and_scores_each_checkpoint(tmp_
     text = (out / "quality.md").read_text()
     assert "| crossnet | ray | 0 | ema | val | 4 |" in text and "| doing nothing |" in text and "| ceiling | paired |" in text
     assert (out / "quality_vs_time.png").stat().st_size > 0
+
+
+@pytest.mark.timeout(240)
+def test_make_benchs_collective_probe_runs_on_two_spawned_processes():
+    """The path `make bench` crashed on: the config crosses a spawn boundary with the standard pickle."""
+    from bench.scaling_calibration import allreduce_model, collective_probe
+    from crossnet_dist.config import load_config
+    from tests.helpers import TINY_CONFIG
+
+    probe = collective_probe(load_config(TINY_CONFIG), repeats=2)
+    assert probe["generators/elements"] > probe["discriminators/elements"] > 0
+    assert allreduce_model(probe)["total_s"] > 0
