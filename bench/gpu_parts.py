@@ -131,7 +131,7 @@ def build_trainable(setup: Setup, cfg, compiled: bool = False, engines: bool = F
     """(method, g_opt, d_opt, pools, precision) as the trainers build them."""
     from crossnet_dist.image_pool import ImagePool
     from crossnet_dist.methods import build_method
-    from crossnet_dist.training.optimizers import TorchOptimizerGroup
+    from crossnet_dist.training.optimizers import torch_optimizer_groups
     from crossnet_dist.training.precision import StepPrecision
     from crossnet_dist.training.seed import seed_everything
 
@@ -145,11 +145,10 @@ def build_trainable(setup: Setup, cfg, compiled: bool = False, engines: bool = F
     if engines:
         from crossnet_dist.distributed.engines import build_engine
 
-        g_opt = build_engine(method.generators, cfg.optim, cfg.dist, cfg.data.batch_size)
-        d_opt = build_engine(method.discriminators, cfg.optim, cfg.dist, cfg.data.batch_size)
+        g_opt = build_engine(method.generators, "generators", cfg.optim, cfg.dist, cfg.data.batch_size)
+        d_opt = build_engine(method.discriminators, "discriminators", cfg.optim, cfg.dist, cfg.data.batch_size)
     else:
-        g_opt = TorchOptimizerGroup(method.generators.parameters(), cfg.optim)
-        d_opt = TorchOptimizerGroup(method.discriminators.parameters(), cfg.optim)
+        g_opt, d_opt = torch_optimizer_groups(method, cfg.optim)
     pools = {d: ImagePool(cfg.optim.pool_size, seed=cfg.train.seed + i) for i, d in enumerate("ab")}
     method.train()
     return method, g_opt, d_opt, pools, precision

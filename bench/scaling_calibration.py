@@ -143,7 +143,7 @@ def _probe_worker(rank: int, port: int, cfg, repeats: int, queue) -> None:
 
     one = torch.ones(1)
     for name in ("generators", "discriminators"):
-        group = build_engine(getattr(method, name), cfg.optim, cfg.dist, cfg.data.batch_size)
+        group = build_engine(getattr(method, name), name, cfg.optim, cfg.dist, cfg.data.batch_size)
         group.engine.enable_backward_allreduce = False
         grads = []
         for p in getattr(method, name).parameters():
@@ -184,7 +184,7 @@ def collective_probe(cfg, repeats: int = 30) -> dict:
             if dead or time.monotonic() > deadline:
                 for pr in procs:
                     pr.kill()
-                raise RuntimeError(f"collective probe failed: worker exit codes {[pr.exitcode for pr in procs]}")
+                raise RuntimeError(f"collective probe failed: worker exit codes {[pr.exitcode for pr in procs]}") from None
     for pr in procs:
         pr.join(timeout=60)
     return out

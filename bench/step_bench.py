@@ -55,8 +55,8 @@ def build(cfg, channels_last: bool = False, compiled: bool = False):
         from crossnet_dist.training.compile import compile_networks
 
         compile_networks(method)
-    g_opt = adam(method.generators.parameters(), cfg.optim)
-    d_opt = adam(method.discriminators.parameters(), cfg.optim)
+    g_opt = adam(method.generators.parameters(), cfg.optim, "generators")
+    d_opt = adam(method.discriminators.parameters(), cfg.optim, "discriminators")
     pools = {d: ImagePool(cfg.optim.pool_size, seed=cfg.train.seed + i) for i, d in enumerate("ab")}
     return method, g_opt, d_opt, pools
 

@@ -69,6 +69,8 @@ class OptimConfig:
     n_epochs: int = 100  # epochs at the initial learning rate
     n_epochs_decay: int = 100  # epochs of linear decay to zero after that
     pool_size: Optional[int] = None  # history of generated images shown to the discriminators (0 = none)
+    # the discriminators' lr is optim.lr x this (two time-scale updates, Heusel et al. 2017); 1 = the papers
+    disc_lr_scale: float = 1.0
 
 
 @dataclass

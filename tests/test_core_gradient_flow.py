@@ -70,13 +70,12 @@ def test_discriminator_step_leaves_generators_untouched():
 
 
 def test_train_step_updates_both_groups_and_leaves_discriminators_trainable():
-    from crossnet_dist.training.optimizers import TorchOptimizerGroup
+    from crossnet_dist.training.optimizers import torch_optimizer_groups
 
     torch.manual_seed(0)
     cfg = tiny_config()
     method = build_method(cfg)
-    g_opt = TorchOptimizerGroup(method.generators.parameters(), cfg.optim)
-    d_opt = TorchOptimizerGroup(method.discriminators.parameters(), cfg.optim)
+    g_opt, d_opt = torch_optimizer_groups(method, cfg.optim)
     before = {k: v.clone() for k, v in method.state_dict().items()}
     batch = tiny_batches(1, batch_size=2)[0]
     metrics = train_step(method, batch["a"], batch["b"], g_opt, d_opt, {"a": ImagePool(50), "b": ImagePool(50)})

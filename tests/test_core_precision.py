@@ -8,7 +8,7 @@ from crossnet_dist.config import ConfigError
 from crossnet_dist.image_pool import ImagePool
 from crossnet_dist.losses import identity_loss, lsgan_generator_loss
 from crossnet_dist.methods import build_method
-from crossnet_dist.training.optimizers import TorchOptimizerGroup
+from crossnet_dist.training.optimizers import torch_optimizer_groups
 from crossnet_dist.training.precision import StepPrecision
 from crossnet_dist.training.step import train_step
 from tests.helpers import tiny_batches, tiny_config
@@ -30,8 +30,7 @@ def test_a_bf16_step_convolves_in_bf16_and_keeps_weights_gradients_and_losses_in
     for module in method.modules():
         if isinstance(module, torch.nn.Conv2d):
             module.register_forward_hook(lambda m, i, out: conv_dtypes.add(out.dtype))
-    g_opt = TorchOptimizerGroup(method.generators.parameters(), cfg.optim)
-    d_opt = TorchOptimizerGroup(method.discriminators.parameters(), cfg.optim)
+    g_opt, d_opt = torch_optimizer_groups(method, cfg.optim)
     before = {k: v.clone() for k, v in method.state_dict().items()}
     (batch,) = tiny_batches(1, batch_size=2, size=cfg.model.image_size)
     pools = {"a": ImagePool(0), "b": ImagePool(0)}

@@ -16,19 +16,21 @@ use_local_env()
 from tests.helpers import tiny_batches, tiny_config  # noqa: E402
 
 
-@pytest.fixture
-def one_rank_group(monkeypatch):
-    """A 1-rank gloo group on an in-memory store: a TCPStore would listen on every interface."""
+@pytest.fixture(scope="module")
+def one_rank_group():
+    """A 1-rank gloo group on an in-memory store (a TCPStore would listen on every interface), one for
+    the module: DeepSpeed keeps the first group's data-parallel group, so a second group would not match it."""
     import torch.distributed as tdist
 
-    for key, value in {"MASTER_ADDR": "127.0.0.1", "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1"}.items():
-        monkeypatch.setenv(key, value)  # DeepSpeed reads them; nothing connects to MASTER_ADDR
-    tdist.init_process_group("gloo", store=tdist.HashStore(), rank=0, world_size=1)
-    try:
-        yield
-        assert not off_loopback_sockets(), off_loopback_sockets()
-    finally:
-        tdist.destroy_process_group()
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for key, value in {"MASTER_ADDR": "127.0.0.1", "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1"}.items():
+            monkeypatch.setenv(key, value)  # DeepSpeed reads them; nothing connects to MASTER_ADDR
+        tdist.init_process_group("gloo", store=tdist.HashStore(), rank=0, world_size=1)
+        try:
+            yield
+            assert not off_loopback_sockets(), off_loopback_sockets()
+        finally:
+            tdist.destroy_process_group()
 
 
 def trained(groups: str, steps: int = 3):
@@ -43,12 +45,12 @@ def trained(groups: str, steps: int = 3):
     seed_everything(0)
     method = build_method(cfg)
     if groups == "deepspeed":
-        g = build_engine(method.generators, cfg.optim, cfg.dist, cfg.data.batch_size)
-        d = build_engine(method.discriminators, cfg.optim, cfg.dist, cfg.data.batch_size)
+        g = build_engine(method.generators, "generators", cfg.optim, cfg.dist, cfg.data.batch_size)
+        d = build_engine(method.discriminators, "discriminators", cfg.optim, cfg.dist, cfg.data.batch_size)
         assert not g.engine.enable_backward_allreduce and not d.engine.enable_backward_allreduce
     else:
-        g, d = TorchOptimizerGroup(method.generators.parameters(), cfg.optim), \
-            TorchOptimizerGroup(method.discriminators.parameters(), cfg.optim)
+        g, d = TorchOptimizerGroup(method.generators.parameters(), cfg.optim, "generators"), \
+            TorchOptimizerGroup(method.discriminators.parameters(), cfg.optim, "discriminators")
     pools = {dom: ImagePool(cfg.optim.pool_size, seed=i) for i, dom in enumerate("ab")}
     method.train()
     for batch in tiny_batches(steps, batch_size=cfg.data.batch_size, size=cfg.model.image_size):
@@ -94,3 +96,17 @@ def test_known_harmless_third_party_warnings_are_quiet_unless_asked_for(monkeypa
             warnings.warn(message, FutureWarning, stacklevel=1)
             warnings.warn("a real problem", UserWarning, stacklevel=1)  # never hidden
         assert [str(w.message) for w in caught] == ([message] if shown else []) + ["a real problem"]
+
+
+@pytest.mark.timeout(120)
+def test_the_discriminators_engine_takes_the_scaled_learning_rate(one_rank_group):
+    from crossnet_dist.distributed.engines import build_engine
+    from crossnet_dist.methods import build_method
+
+    cfg = tiny_config(None, "dist.zero_stage=0", "optim.lr=4e-4", "optim.disc_lr_scale=2")
+    method = build_method(cfg)
+    g = build_engine(method.generators, "generators", cfg.optim, cfg.dist, cfg.data.batch_size)
+    d = build_engine(method.discriminators, "discriminators", cfg.optim, cfg.dist, cfg.data.batch_size)
+    assert (g.lr, d.lr) == (pytest.approx(4e-4), pytest.approx(8e-4))
+    d.set_base_lr(1e-4)  # a resume sets each group's base LR again (distributed/checkpoint.py)
+    assert d.engine.optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)

@@ -38,8 +38,8 @@ def _rank(rank: int, port: int, profile: bool, queue) -> None:
     cfg = tiny_config(None, "dist.zero_stage=0")
     seed_everything(0)
     method = build_method(cfg)
-    g = build_engine(method.generators, cfg.optim, cfg.dist, 2)
-    d = build_engine(method.discriminators, cfg.optim, cfg.dist, 2)
+    g = build_engine(method.generators, "generators", cfg.optim, cfg.dist, 2)
+    d = build_engine(method.discriminators, "discriminators", cfg.optim, cfg.dist, 2)
     profiler = StepProfiler(2, (g, d)) if profile else None
     pools = {"a": ImagePool(0), "b": ImagePool(0)}
     for batch in tiny_batches(4, batch_size=2, size=cfg.model.image_size)[rank::2]:  # each rank its own data

@@ -144,8 +144,8 @@ def _counted_step(level: int, n_batches: int):
     cfg = cascaded_config(None, f"model.cascaded.train_level={level}")
     method = build_method(cfg)
     order, seen = [], []
-    g_opt = Counting(TorchOptimizerGroup(method.generators.parameters(), cfg.optim), "G", order)
-    d_opt = Counting(TorchOptimizerGroup(method.discriminators.parameters(), cfg.optim), "D", order)
+    g_opt = Counting(TorchOptimizerGroup(method.generators.parameters(), cfg.optim, "generators"), "G", order)
+    d_opt = Counting(TorchOptimizerGroup(method.discriminators.parameters(), cfg.optim, "discriminators"), "D", order)
     inner_d_step = method.discriminator_step
     method.discriminator_step = lambda x_a, x_b, fakes: seen.append((x_a, fakes["b"])) or inner_d_step(x_a, x_b, fakes)
     pairs = [(b["a"], b["b"]) for b in tiny_batches(n_batches, batch_size=2)]
@@ -177,7 +177,7 @@ def test_deepest_level_cycle_and_identity_fall_when_overfitting():
     torch.manual_seed(0)
     cfg = cascaded_config(None, "optim.lr=1e-3", "loss.cascaded.adv=0")
     method = build_method(cfg)
-    g_opt = TorchOptimizerGroup(method.generators.parameters(), cfg.optim)
+    g_opt = TorchOptimizerGroup(method.generators.parameters(), cfg.optim, "generators")
     batch = tiny_batches(1, batch_size=2)[0]
     history = []
     for _ in range(100):  # translator updates only (the adversarial term is off)

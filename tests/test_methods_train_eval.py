@@ -7,7 +7,7 @@ from torch import nn
 
 from crossnet_dist.image_pool import ImagePool
 from crossnet_dist.methods import build_method
-from crossnet_dist.training.optimizers import TorchOptimizerGroup
+from crossnet_dist.training.optimizers import torch_optimizer_groups
 from crossnet_dist.training.step import train_step
 from tests.helpers import REPO, TINY_CONFIG, cascaded_test_overrides, config_from, tiny_batches
 
@@ -29,8 +29,7 @@ def _trained(yaml, *overrides, steps: int = 3, batch_size: int = 4):
         overrides = (*cascaded_test_overrides(), *overrides)
     cfg = config_from(yaml, None, *overrides)
     method = build_method(cfg)
-    g_opt = TorchOptimizerGroup(method.generators.parameters(), cfg.optim)
-    d_opt = TorchOptimizerGroup(method.discriminators.parameters(), cfg.optim)
+    g_opt, d_opt = torch_optimizer_groups(method, cfg.optim)
     pools = {"a": ImagePool(0), "b": ImagePool(0)}
     batches = tiny_batches(steps, batch_size=batch_size)
     for batch in batches:

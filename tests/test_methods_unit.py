@@ -8,7 +8,7 @@ from crossnet_dist.image_pool import ImagePool
 from crossnet_dist.methods import build_method
 from crossnet_dist.methods.unit import sample_z
 from crossnet_dist.training.loop import Trainer
-from crossnet_dist.training.optimizers import TorchOptimizerGroup
+from crossnet_dist.training.optimizers import TorchOptimizerGroup, torch_optimizer_groups
 from crossnet_dist.training.step import set_requires_grad, train_step
 from tests.helpers import REPO, config_from, has_grad, tiny_batches
 
@@ -137,7 +137,8 @@ def test_a_step_updates_the_discriminators_first_on_translations_of_the_current_
             order.append(self.name)
             super().backward_step(loss)
 
-    g_opt, d_opt = Logged(method.generators.parameters(), cfg.optim), Logged(method.discriminators.parameters(), cfg.optim)
+    g_opt = Logged(method.generators.parameters(), cfg.optim, "generators")
+    d_opt = Logged(method.discriminators.parameters(), cfg.optim, "discriminators")
     g_opt.name, d_opt.name = "G", "D"
     batch = tiny_batches(1, batch_size=2)[0]
     torch.manual_seed(1)
@@ -155,8 +156,7 @@ def test_vae_reconstruction_falls_when_overfitting_two_images():
     torch.manual_seed(0)
     cfg = unit_config(None, "optim.lr=1e-3")
     method = build_method(cfg)
-    g_opt = TorchOptimizerGroup(method.generators.parameters(), cfg.optim)
-    d_opt = TorchOptimizerGroup(method.discriminators.parameters(), cfg.optim)
+    g_opt, d_opt = torch_optimizer_groups(method, cfg.optim)
     pools = {"a": ImagePool(0), "b": ImagePool(0)}
     batch = tiny_batches(1, batch_size=2)[0]
     recon = [float(train_step(method, batch["a"], batch["b"], g_opt, d_opt, pools)["loss/recon"]) for _ in range(80)]

@@ -9,7 +9,7 @@ from crossnet_dist.config import ConfigError, load_config
 from crossnet_dist.image_pool import ImagePool
 from crossnet_dist.methods import build_method
 from crossnet_dist.training.loop import Trainer
-from crossnet_dist.training.optimizers import TorchOptimizerGroup
+from crossnet_dist.training.optimizers import torch_optimizer_groups
 from crossnet_dist.training.step import set_requires_grad, train_step
 from tests.helpers import REPO, config_from, has_grad, tiny_batches
 
@@ -141,8 +141,7 @@ def test_reconstruction_falls_when_overfitting_two_images():
     torch.manual_seed(0)
     cfg = xgan_config(None, "optim.lr=1e-3", "loss.xgan.dann=0", "loss.xgan.sem=0", "loss.xgan.gan=0")
     method = build_method(cfg)
-    g_opt = TorchOptimizerGroup(method.generators.parameters(), cfg.optim)
-    d_opt = TorchOptimizerGroup(method.discriminators.parameters(), cfg.optim)
+    g_opt, d_opt = torch_optimizer_groups(method, cfg.optim)
     pools = {"a": ImagePool(0), "b": ImagePool(0)}
     batch = tiny_batches(1, batch_size=2)[0]
     rec = [float(train_step(method, batch["a"], batch["b"], g_opt, d_opt, pools)["loss/rec"]) for _ in range(200)]

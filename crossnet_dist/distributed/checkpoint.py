@@ -22,6 +22,7 @@ import torch
 from crossnet_dist.checkpoints.files import atomic_save
 from crossnet_dist.checkpoints.translator import serving_payload
 from crossnet_dist.training.ema import TranslatorEMA, build_ema
+from crossnet_dist.training.optimizers import group_lr
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,8 @@ def restore_rank(worker, checkpoint) -> bool:
         pool.to(worker.device)
     worker.g_opt.load_state_dict(pos["g_schedule"])
     worker.d_opt.load_state_dict(pos["d_schedule"])
-    for group in (worker.g_opt, worker.d_opt):  # the LR is this run's (PBT may have changed optim.lr)
-        group.set_base_lr(worker.cfg.optim.lr)
+    for name, group in zip(ENGINES, (worker.g_opt, worker.d_opt)):  # this run's LR (PBT may have changed optim.lr)
+        group.set_base_lr(group_lr(worker.cfg.optim, name))
     torch.set_rng_state(pos["torch_rng"])
     if worker.ema is not None:
         if pos.get("ema") is not None:

@@ -101,11 +101,12 @@ class DeepSpeedOptimizerGroup:
         self.scheduler.load_state_dict(state["scheduler"])
 
 
-def build_engine(module: nn.Module, optim_cfg, dist_cfg, micro_batch_size: int) -> DeepSpeedOptimizerGroup:
+def build_engine(module: nn.Module, group: str, optim_cfg, dist_cfg, micro_batch_size: int) -> DeepSpeedOptimizerGroup:
+    """group: "generators" or "discriminators" (its learning rate, training/optimizers.group_lr)."""
     import deepspeed
 
     _skip_shm_comm_build()
-    optimizer = adam(module.parameters(), optim_cfg)
+    optimizer = adam(module.parameters(), optim_cfg, group)
     # The scheduler holds the torch optimiser's param_groups dicts, which DeepSpeed's ZeRO
     # optimisers keep using, so setting the LR here reaches the sharded optimiser too.
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_decay(optim_cfg.n_epochs, optim_cfg.n_epochs_decay))

@@ -77,8 +77,8 @@ class WorkerLoop(EpochTrainer):
         cfg, d = self.cfg, self.cfg.dist
         seed_everything(cfg.train.seed)  # identical initial weights on every rank
         self.prepare_method(build_method(cfg))
-        self.g_opt = build_engine(self.method.generators, cfg.optim, d, cfg.data.batch_size)
-        self.d_opt = build_engine(self.method.discriminators, cfg.optim, d, cfg.data.batch_size)
+        self.g_opt = build_engine(self.method.generators, "generators", cfg.optim, d, cfg.data.batch_size)
+        self.d_opt = build_engine(self.method.discriminators, "discriminators", cfg.optim, d, cfg.data.batch_size)
         self.profiler = StepProfiler(self.world, (self.g_opt, self.d_opt), self._device_sync) if d.profile_steps else None
         seed = cfg.train.seed + 7919 * self.rank
         torch.manual_seed(seed + 1)  # per-rank noise for methods that sample (UNIT's z, WGAN-GP's mixing)

@@ -35,7 +35,7 @@ from crossnet_dist.training.checkpoint import (
 )
 from crossnet_dist.training.epochs import EpochTrainer
 from crossnet_dist.training.loss_window import LossWindow
-from crossnet_dist.training.optimizers import OptimizerGroup, TorchOptimizerGroup
+from crossnet_dist.training.optimizers import OptimizerGroup, torch_optimizer_groups
 from crossnet_dist.training.samples import save_sample_grid
 from crossnet_dist.training.seed import seed_everything
 
@@ -48,8 +48,9 @@ class Trainer(EpochTrainer):
         seed_everything(cfg.train.seed)
         self.device = device or resolve_device(cfg.train.device)
         self.prepare_method(method or build_method(cfg))
-        self.g_opt: OptimizerGroup = TorchOptimizerGroup(self.method.generators.parameters(), cfg.optim)
-        self.d_opt: OptimizerGroup = TorchOptimizerGroup(self.method.discriminators.parameters(), cfg.optim)
+        self.g_opt: OptimizerGroup
+        self.d_opt: OptimizerGroup
+        self.g_opt, self.d_opt = torch_optimizer_groups(self.method, cfg.optim)
         self.build_step_state(pool_seed=cfg.train.seed)
         self.step = self.epoch = self.epoch_step = 0
         self.out_dir = Path(cfg.train.out_dir)

@@ -30,17 +30,22 @@ def linear_decay(n_epochs: int, n_epochs_decay: int):
     return factor
 
 
-def adam(params: Iterable[torch.nn.Parameter], optim_cfg) -> torch.optim.Adam:
+def group_lr(optim_cfg, group: str) -> float:
+    """The base learning rate of a network group: "generators" or "discriminators" (optim.disc_lr_scale)."""
+    return optim_cfg.lr * (optim_cfg.disc_lr_scale if group == "discriminators" else 1.0)
+
+
+def adam(params: Iterable[torch.nn.Parameter], optim_cfg, group: str) -> torch.optim.Adam:
     return torch.optim.Adam(
-        params, lr=optim_cfg.lr, betas=(optim_cfg.beta1, optim_cfg.beta2), foreach=True
+        params, lr=group_lr(optim_cfg, group), betas=(optim_cfg.beta1, optim_cfg.beta2), foreach=True
     )
 
 
 class TorchOptimizerGroup:
     """Adam + per-epoch LambdaLR, stepped once per backward."""
 
-    def __init__(self, params: Iterable[torch.nn.Parameter], optim_cfg):
-        self.optimizer = adam(params, optim_cfg)
+    def __init__(self, params: Iterable[torch.nn.Parameter], optim_cfg, group: str):
+        self.optimizer = adam(params, optim_cfg, group)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, linear_decay(optim_cfg.n_epochs, optim_cfg.n_epochs_decay)
         )
@@ -63,3 +68,11 @@ class TorchOptimizerGroup:
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+
+
+def torch_optimizer_groups(method, optim_cfg) -> tuple[TorchOptimizerGroup, TorchOptimizerGroup]:
+    """(generators, discriminators) of a method, each with its own Adam and schedule."""
+    return (
+        TorchOptimizerGroup(method.generators.parameters(), optim_cfg, "generators"),
+        TorchOptimizerGroup(method.discriminators.parameters(), optim_cfg, "discriminators"),
+    )
