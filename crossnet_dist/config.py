@@ -36,6 +36,8 @@ class SharedModelConfig:
     # differentiable augmentation of every image the PatchGANs see in training (Zhao et al. 2020):
     # "" (off, the papers) or a comma-separated subset of color, translation, cutout
     disc_augment: str = ""
+    # R1 penalty gamma on the PatchGANs' gradients at real images (Mescheder et al. 2018); 0 = off (the papers)
+    disc_r1: float = 0.0
     # crossnet/cyclegan networks: "normal" = the CycleGAN reference's N(0, init_gain) conv weights, "pytorch" = torch's
     init: str = "normal"
     init_gain: float = 0.02

@@ -44,7 +44,7 @@ def validate(cfg: DictConfig) -> None:
     ]
     non_negative = [
         "model.n_downsampling", "model.n_encoder_blocks", "model.n_translator_blocks",
-        "model.disc_layers", "optim.n_epochs", "optim.n_epochs_decay", "optim.pool_size",
+        "model.disc_layers", "model.disc_r1", "optim.n_epochs", "optim.n_epochs_decay", "optim.pool_size",
         "data.num_workers", "data.max_images", "data.storage.retries", "data.storage.retry_backoff_s",
         "data.storage.retry_budget_s",
         "train.max_steps", "train.max_minutes", "train.keep_checkpoints",
@@ -81,6 +81,8 @@ def validate(cfg: DictConfig) -> None:
         parse_policy(cfg.model.disc_augment)
     except ValueError as err:
         fail("model.disc_augment", str(err))
+    if cfg.model.disc_r1 and cfg.method not in ("crossnet", "cyclegan"):
+        fail("model.disc_r1", f"the R1 penalty is an option of the crossnet and cyclegan PatchGANs, not of {cfg.method}")
     if not 0.0 <= cfg.train.ema_decay < 1.0:
         fail("train.ema_decay", "must be in [0, 1) (0 = off)")
     from crossnet_dist.training.divergence import NONFINITE_MODES

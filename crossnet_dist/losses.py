@@ -173,6 +173,15 @@ def teacher_loss(teacher_x: Tensor, e1_x: Tensor) -> Tensor:
     return cosine_distance(teacher_x, e1_x)
 
 
+@fp32
+def r1_penalty(real_scores: Tensor, real: Tensor) -> Tensor:
+    """R1 (Mescheder et al. 2018, "Which Training Methods for GANs do actually Converge?", eq. 9) without
+    its gamma: 0.5 * E_x[||grad_x D(x)||^2] over real images x. `real` must require grad and
+    `real_scores` = D(real); the graph is kept (create_graph) so the penalty trains the discriminator."""
+    (grad,) = torch.autograd.grad(real_scores.sum(), real, create_graph=True)
+    return 0.5 * grad.pow(2).flatten(1).sum(1).mean()
+
+
 # ---- Cascaded deep translation (VGG-19 feature pyramid, WGAN-GP) ------------------------------
 
 

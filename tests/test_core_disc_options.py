@@ -1,4 +1,4 @@
-"""The PatchGAN's options beyond the papers: differentiable augmentation and spectral norm."""
+"""The PatchGAN's options beyond the papers: differentiable augmentation, spectral norm, the R1 penalty."""
 
 from __future__ import annotations
 
@@ -84,8 +84,34 @@ def test_spectral_patchgan_has_unit_spectral_norm_and_no_instance_norm():
     assert float(original.detach().std()) == pytest.approx(0.02, rel=0.3)  # model.init=normal reached the parameter
 
 
+@pytest.mark.parametrize("method", ["crossnet", "cyclegan"])
+def test_r1_adds_gamma_times_the_penalty_at_the_real_images(method):
+    from crossnet_dist.losses import lsgan_discriminator_loss, r1_penalty
+    from crossnet_dist.methods import build_method
+    from tests.helpers import tiny_batches
+
+    torch.manual_seed(0)
+    m = build_method(tiny_config(None, f"method={method}", "model.disc_r1=10"))
+    batch = tiny_batches(1, batch_size=2)[0]
+    fakes = {"a": torch.rand_like(batch["a"]) * 2 - 1, "b": torch.rand_like(batch["b"]) * 2 - 1}
+    out = m.discriminator_step(batch["a"], batch["b"], fakes)
+    terms = {k: float(v.detach()) for k, v in out.terms.items()}
+    expected = {}
+    for dom, q in (("a", m.discriminators["Q_a"]), ("b", m.discriminators["Q_b"])):
+        real = batch[dom].clone().requires_grad_(True)
+        scores = q(real)
+        expected[dom] = (lsgan_discriminator_loss(scores, q(fakes[dom])), r1_penalty(scores, real))
+    r1 = expected["a"][1] + expected["b"][1]
+    assert terms["R1"] == pytest.approx(float(r1.detach()), rel=1e-5) and float(r1.detach()) > 0
+    d_sum = expected["a"][0] + expected["b"][0]
+    assert float(out.loss.detach()) == pytest.approx(float((d_sum + 10 * r1).detach()), rel=1e-5)
+    assert not batch["a"].requires_grad  # the caller's batch is left alone
+
+
 @pytest.mark.parametrize("override, key", [("model.disc_norm=batch", "model.disc_norm"),
-                                           ("model.disc_augment=flip", "model.disc_augment")])
+                                           ("model.disc_augment=flip", "model.disc_augment"),
+                                           ("model.disc_r1=-1", "model.disc_r1"),
+                                           ("method=unit,model.disc_r1=1", "model.disc_r1")])
 def test_bad_discriminator_options_fail_naming_the_key(override, key):
     with pytest.raises(ConfigError, match=f"config key '{key}'"):
-        tiny_config(None, override)
+        tiny_config(None, *override.split(","))

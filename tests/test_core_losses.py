@@ -45,6 +45,16 @@ def test_lsgan_discriminator_loss():
     assert losses.lsgan_discriminator_loss(torch.ones(3), torch.zeros(3)).item() == 0.0
 
 
+def test_r1_penalty_of_a_quadratic_critic():
+    # D(x) = sum(w * x^2) per image: grad = 2 w x; image 1: |(2, 0)|^2 = 4, image 2: |(2, -4)|^2 = 20
+    w = torch.tensor([1.0, 2.0])
+    real = torch.tensor([[1.0, 0.0], [1.0, -1.0]], requires_grad=True)
+    penalty = losses.r1_penalty((w * real**2).sum(1), real)
+    assert penalty.item() == pytest.approx(0.5 * (4 + 20) / 2)
+    penalty.backward()  # the graph is kept: the penalty itself has a gradient (d/dx 0.25 * sum 4 w^2 x^2)
+    assert torch.allclose(real.grad, 0.5 * 8 * w**2 * real.detach() / 2)
+
+
 def test_crossnet_total_is_the_weighted_sum_of_eq5():
     from crossnet_dist.methods import build_method
     from tests.helpers import tiny_batches, tiny_config

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from crossnet_dist.losses import lsgan_discriminator_loss
+from crossnet_dist.losses import lsgan_discriminator_loss, r1_penalty
 
 DIRECTIONS = ("a2b", "b2a")
 
@@ -122,9 +122,17 @@ class TwoDomainGAN(TranslationMethod):
 
     def discriminator_step(self, x_a: Tensor, x_b: Tensor, fakes: dict[str, Tensor]) -> StepOutput:
         Q_a, Q_b = self.discriminators["Q_a"], self.discriminators["Q_b"]
-        d_a = lsgan_discriminator_loss(Q_a(x_a), Q_a(fakes["a"].detach()))
-        d_b = lsgan_discriminator_loss(Q_b(x_b), Q_b(fakes["b"].detach()))
-        return StepOutput(loss=d_a + d_b, terms={"D_a": d_a, "D_b": d_b})
+        gamma = self.model_cfg.disc_r1
+        if gamma:
+            x_a, x_b = x_a.detach().requires_grad_(True), x_b.detach().requires_grad_(True)
+        real_a, real_b = Q_a(x_a), Q_b(x_b)
+        d_a = lsgan_discriminator_loss(real_a, Q_a(fakes["a"].detach()))
+        d_b = lsgan_discriminator_loss(real_b, Q_b(fakes["b"].detach()))
+        terms = {"D_a": d_a, "D_b": d_b}
+        if not gamma:
+            return StepOutput(loss=d_a + d_b, terms=terms)
+        terms["R1"] = r1_penalty(real_a, x_a) + r1_penalty(real_b, x_b)
+        return StepOutput(loss=d_a + d_b + gamma * terms["R1"], terms=terms)
 
 
 
