@@ -67,7 +67,7 @@ def main() -> int:
     from bench.serve import tiny_checkpoint
     from crossnet_dist.config import load_config
     from crossnet_dist.serving.server import start_endpoint, stop_endpoint
-    from crossnet_dist.storage.ports import free_port
+    from crossnet_dist.ports import free_port
 
     workdir = Path(tempfile.mkdtemp(prefix="crossnet-load-"))
     checkpoint = args.checkpoint or str(tiny_checkpoint(workdir))

@@ -49,6 +49,8 @@ for key, value in {"DS_ACCELERATOR": "cpu", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER":
 
 import torch  # noqa: E402
 
+from crossnet_dist.ports import free_port  # noqa: E402
+
 
 def segmented_bare_loop(cfg, steps: int, warmup: int = 2) -> list[tuple[float, float, float]]:
     """bench/step_bench.py's bare step timed in the three segments a data-parallel step has between
@@ -168,7 +170,7 @@ def collective_probe(cfg, repeats: int = 30) -> dict:
 
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    port = 29700 + os.getpid() % 200
+    port = free_port()
     cfg = cfg.copy()
     cfg.dist.zero_stage = 0
     procs = [ctx.Process(target=_probe_worker, args=(r, port, cfg, repeats, queue)) for r in range(2)]

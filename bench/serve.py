@@ -184,7 +184,7 @@ def serve_apps(targets: dict[str, tuple[str, list[str]]]):
     from crossnet_dist.config import load_config
     from crossnet_dist.serving.deploy import build_application
     from crossnet_dist.serving.server import connect_ray, wait_ready
-    from crossnet_dist.storage.ports import free_port
+    from crossnet_dist.ports import free_port
 
     port = free_port()
     connect_ray(num_cpus=4)

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import sys
 
-LOOPBACK = "127.0.0.1"
+from crossnet_dist.ports import LOOPBACK, free_port
 
 
 def loopback_only() -> None:
@@ -40,12 +39,6 @@ def quiet_local_defaults() -> None:
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
-
-
 def start_local_ray(num_cpus: float | None = None, include_dashboard: bool = True, log_to_driver: bool = True) -> str:
     """Starts a new local Ray of this process on 127.0.0.1; returns its GCS address.
 
@@ -57,7 +50,7 @@ def start_local_ray(num_cpus: float | None = None, include_dashboard: bool = Tru
 
     dashboard = {}
     if include_dashboard:
-        port = _free_port()
+        port = free_port()
         os.environ["RAY_API_SERVER_ADDRESS"] = f"http://{LOOPBACK}:{port}"
         dashboard = {"dashboard_host": LOOPBACK, "dashboard_port": port}
     ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), _node_ip_address=LOOPBACK,

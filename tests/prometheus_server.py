@@ -40,7 +40,7 @@ def test_config(serve_target: str | None) -> dict:
 @contextmanager
 def prometheus(serve_target: str | None = None):
     """Yields a query(expr, timeout_s) function: the first non-empty instant-query result, polled."""
-    from crossnet_dist.storage.ports import free_port
+    from crossnet_dist.ports import free_port
 
     binary = shutil.which("prometheus")
     assert binary, "prometheus missing: `make setup` installs the Debian package prometheus"

@@ -9,7 +9,6 @@ stop other Ray instances on this machine)."""
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,47 +18,58 @@ from pathlib import Path
 
 import pytest
 
+from crossnet_dist.ports import free_ports
 from tests.dist_fixtures import LOCAL_ENV, off_loopback_sockets
 from tests.helpers import REPO, write_tiny_dataset
 
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def processes_under(marker: str) -> list[int]:
+    """Processes whose command line names `marker` or that hold a file under it open: Ray renames its
+    agents' processes (ray::DashboardAgent), so only their open log files tie them to their node."""
     pids = []
     for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
+        if proc.name.isdigit() and int(proc.name) != os.getpid():
             try:
-                if marker in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                if marker in (proc / "cmdline").read_bytes().decode(errors="replace") or any(
+                    marker in os.readlink(fd) for fd in (proc / "fd").iterdir()
+                ):
                     pids.append(int(proc.name))
             except OSError:
                 pass
     return pids
 
 
+def ray_errors(temp_dir: str) -> str:
+    """The lines of the node's logs that say why it failed (e.g. a port it could not bind)."""
+    lines = []
+    for log in sorted(Path(temp_dir).glob("session_*/logs/*")):
+        if log.is_file():
+            text = log.read_text(errors="replace").splitlines()
+            lines += [f"{log.name}: {line}" for line in text if "rror" in line or "Failed" in line][-5:]
+    return "\n".join(lines[-40:])
+
+
 @contextmanager
 def started_head(python: Path):
     """`ray start --head` on 127.0.0.1 run by `python`; yields the dashboard URL, stops the node's processes."""
     temp_dir = tempfile.mkdtemp(prefix="rayjob", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    ports = {name: free_port() for name in ("port", "dashboard", "agent", "agent_grpc", "metrics", "client")}
+    names = ("port", "dashboard", "agent", "agent_grpc", "metrics", "client")
+    ports = dict(zip(names, free_ports(len(names))))
     env = {**os.environ, **LOCAL_ENV, "PATH": f"{python.parent}:{os.environ['PATH']}"}
     env.pop("VIRTUAL_ENV", None)
-    subprocess.run([
-        str(python), "-m", "ray.scripts.scripts", "start", "--head", "--node-ip-address=127.0.0.1",
-        f"--port={ports['port']}", "--num-cpus=2", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-        f"--dashboard-port={ports['dashboard']}", f"--dashboard-agent-listen-port={ports['agent']}",
-        f"--dashboard-agent-grpc-port={ports['agent_grpc']}", f"--metrics-export-port={ports['metrics']}",
-        f"--ray-client-server-port={ports['client']}", f"--temp-dir={temp_dir}", "--disable-usage-stats",
-    ], env=env, check=True, capture_output=True, timeout=120)
     try:
+        started = subprocess.run([
+            str(python), "-m", "ray.scripts.scripts", "start", "--head", "--node-ip-address=127.0.0.1",
+            f"--port={ports['port']}", "--num-cpus=2", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={ports['dashboard']}", f"--dashboard-agent-listen-port={ports['agent']}",
+            f"--dashboard-agent-grpc-port={ports['agent_grpc']}", f"--metrics-export-port={ports['metrics']}",
+            f"--ray-client-server-port={ports['client']}", f"--temp-dir={temp_dir}", "--disable-usage-stats",
+        ], env=env, capture_output=True, text=True, timeout=120)
+        assert started.returncode == 0, f"ray start --head failed: {started.stderr[-2000:]}\n{ray_errors(temp_dir)}"
         yield f"http://127.0.0.1:{ports['dashboard']}"
-    finally:
+    finally:  # also after a failed start: a half-started head (GCS, dashboard) is stopped too
         pids = processes_under(temp_dir)
         for sig in (signal.SIGTERM, signal.SIGKILL):
             for pid in pids:

@@ -3,21 +3,15 @@ all-reduce and optimizer step, on 2 real gloo ranks (127.0.0.1): the split chang
 the trained weights are the ones an unprofiled step gives, and every rank ends equal."""
 
 import os
-import socket
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 
+from crossnet_dist.ports import free_port
 from tests.dist_fixtures import use_local_env
 
 use_local_env()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _rank(rank: int, port: int, profile: bool, queue) -> None:
@@ -56,7 +50,7 @@ def _rank(rank: int, port: int, profile: bool, queue) -> None:
 
 def _train(profile: bool) -> dict:
     ctx = mp.get_context("spawn")
-    queue, port = ctx.Queue(), _free_port()
+    queue, port = ctx.Queue(), free_port()
     procs = [ctx.Process(target=_rank, args=(r, port, profile, queue)) for r in range(2)]
     for p in procs:
         p.start()

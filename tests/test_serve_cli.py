@@ -32,7 +32,7 @@ def session_processes(sid: int) -> list[int]:
 
 
 def test_crossnet_serve_runs_until_ctrl_c(tmp_path):
-    from crossnet_dist.storage.ports import free_port
+    from crossnet_dist.ports import free_port
     from crossnet_dist.training.loop import Trainer
 
     Trainer(tiny_config(tmp_path, "train.max_steps=2")).fit(tiny_batches(1))

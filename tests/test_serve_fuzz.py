@@ -41,7 +41,7 @@ def endpoint(tmp_path_factory):
     from crossnet_dist.config import load_config
     from crossnet_dist.serving.deploy import build_application
     from crossnet_dist.serving.server import connect_ray, wait_ready
-    from crossnet_dist.storage.ports import free_port
+    from crossnet_dist.ports import free_port
     from crossnet_dist.training.loop import Trainer
 
     tmp = tmp_path_factory.mktemp("fuzz-model")

@@ -37,7 +37,7 @@ def exported(tmp_path_factory):
 def endpoint(exported):
     from crossnet_dist.config import load_config
     from crossnet_dist.serving.server import start_endpoint, stop_endpoint
-    from crossnet_dist.storage.ports import free_port
+    from crossnet_dist.ports import free_port
 
     cfg = load_config(None, ["serve.backend=onnxruntime", "serve.cpus_per_replica=1", f"serve.port={free_port()}",
                              f"serve.full_resolution_tile={TILE}"])

