@@ -123,7 +123,8 @@ def translate_tiled(method, x: Tensor, direction: str, multiple: int, tile: int,
     with shared.installed():
         if stats_side is not None:
             scale = min(1.0, stats_side / max(h, w))
-            small = x if scale == 1.0 else F.interpolate(x, scale_factor=scale, mode="bilinear", antialias=True)
+            size = (max(1, round(h * scale)), max(1, round(w * scale)))  # a line of pixels keeps 1 px
+            small = x if scale == 1.0 else F.interpolate(x, size=size, mode="bilinear", antialias=True)
             shared.start_pass("record")
             translate_whole(method, small, direction, multiple, min_side)
         out = torch.zeros_like(x)

@@ -51,6 +51,17 @@ def test_an_image_of_any_size_translates_at_its_own_size(tiny_crossnet):
     assert torch.equal(translate_whole(method, z, "a2b", 4), method.translate(z, "a2b"))
 
 
+@pytest.mark.parametrize("shape", [(1, 3000), (3000, 1), (2, 5000)])
+def test_a_line_of_pixels_translates_in_tiles_at_its_own_size(tiny_crossnet, shape):
+    """Its short side shrinks below a pixel at the statistics size: the statistics image keeps 1 px."""
+    from crossnet_dist.networks.shapes import min_image_side
+
+    method, cfg = tiny_crossnet
+    x = torch.rand(1, 3, *shape) * 2 - 1
+    y = translate_tiled(method, x, "a2b", 4, tile=512, overlap=32, stats_side=256, min_side=min_image_side(cfg.model))
+    assert y.shape == x.shape and torch.isfinite(y).all()
+
+
 def test_tiled_blending_is_exact_for_a_pointwise_translation():
     class Pointwise(torch.nn.Module):  # the blending arithmetic alone: every tile agrees on every pixel
         def translate(self, x, direction):
