@@ -66,8 +66,8 @@ def main() -> int:
     args = parser.parse_args()
     from bench.serve import tiny_checkpoint
     from crossnet_dist.config import load_config
-    from crossnet_dist.serving.server import start_endpoint, stop_endpoint
     from crossnet_dist.ports import free_port
+    from crossnet_dist.serving.server import start_endpoint, stop_endpoint
 
     workdir = Path(tempfile.mkdtemp(prefix="crossnet-load-"))
     checkpoint = args.checkpoint or str(tiny_checkpoint(workdir))

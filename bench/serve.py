@@ -182,9 +182,9 @@ def serve_apps(targets: dict[str, tuple[str, list[str]]]):
     from ray.serve import RunTarget
 
     from crossnet_dist.config import load_config
+    from crossnet_dist.ports import free_port
     from crossnet_dist.serving.deploy import build_application
     from crossnet_dist.serving.server import connect_ray, wait_ready
-    from crossnet_dist.ports import free_port
 
     port = free_port()
     connect_ray(num_cpus=4)

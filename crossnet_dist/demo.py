@@ -119,8 +119,8 @@ def _download_some(fs, bucket_path: str, folder: Path, count: int) -> None:
 
 def _serve_and_translate(generator: str, inputs: Path, out: Path, env: dict[str, str]) -> None:
     """`crossnet serve` in the background, `crossnet translate --endpoint` against it, then Ctrl-C."""
-    from crossnet_dist.serving.server import wait_ready
     from crossnet_dist.ports import free_port
+    from crossnet_dist.serving.server import wait_ready
 
     port = free_port()
     args = ["serve", "--checkpoint", generator, "--port", str(port)]

@@ -79,9 +79,9 @@ def endpoints(checkpoint, s3_best_pointer, s3_server):
     from ray import serve
     from ray.serve import RunTarget
 
+    from crossnet_dist.ports import free_port
     from crossnet_dist.serving.deploy import build_application
     from crossnet_dist.serving.server import connect_ray, wait_ready
-    from crossnet_dist.ports import free_port
 
     storage = [f"serve.storage.{k}={v}" for k, v in s3_server.storage_options().items()]
     main_cfg = _serve_cfg("serve.max_body_bytes=1000000", "serve.batch_wait_timeout_s=0.05",

@@ -39,9 +39,9 @@ def endpoint(tmp_path_factory):
     from ray import serve
 
     from crossnet_dist.config import load_config
+    from crossnet_dist.ports import free_port
     from crossnet_dist.serving.deploy import build_application
     from crossnet_dist.serving.server import connect_ray, wait_ready
-    from crossnet_dist.ports import free_port
     from crossnet_dist.training.loop import Trainer
 
     tmp = tmp_path_factory.mktemp("fuzz-model")
@@ -213,6 +213,40 @@ def test_a_client_that_stalls_mid_body_gets_408_json(endpoint):
     body = json.loads(rest.split(b"\r\n\r\n", 1)[1])
     assert body["error"] == "request_timeout" and "108 bytes received" in body["detail"]
     assert BODY_TIMEOUT_S <= took < BODY_TIMEOUT_S + 15
+    assert_healthy(endpoint)
+
+
+def translate_requests_by_status(url: str) -> Counter:
+    """Counts of answered /translate requests by status, and "in_flight": those being read or translated."""
+    counts: Counter = Counter()
+    for line in requests.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith("crossnet_serve_requests_total{") and 'endpoint="translate"' in line:
+            status = line.split('status="', 1)[1].split('"', 1)[0]
+            counts[status] += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("crossnet_serve_in_flight_requests "):
+            counts["in_flight"] = float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def wait_until(condition, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return condition()
+
+
+def test_a_client_that_hangs_up_mid_body_is_counted_as_499_not_as_a_server_error(endpoint):
+    before = translate_requests_by_status(endpoint)
+    host, port = endpoint.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"POST /translate?direction=a2b HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+                     b"Content-Length: 5000\r\n\r\n\x89PNG\r\n\x1a\n" + b"\0" * 100)
+        # hang up once the endpoint is reading the body (a hang-up before that never reaches it)
+        assert wait_until(lambda: translate_requests_by_status(endpoint)["in_flight"] >= 1, BODY_TIMEOUT_S / 2)
+    assert wait_until(lambda: translate_requests_by_status(endpoint)["499"] > before["499"], BODY_TIMEOUT_S + 20)
+    after = translate_requests_by_status(endpoint)
+    assert after["499"] == before["499"] + 1, after
+    assert after["500"] == before["500"] and after["408"] == before["408"], after
     assert_healthy(endpoint)
 
 

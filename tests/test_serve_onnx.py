@@ -36,8 +36,8 @@ def exported(tmp_path_factory):
 @pytest.fixture(scope="module")
 def endpoint(exported):
     from crossnet_dist.config import load_config
-    from crossnet_dist.serving.server import start_endpoint, stop_endpoint
     from crossnet_dist.ports import free_port
+    from crossnet_dist.serving.server import start_endpoint, stop_endpoint
 
     cfg = load_config(None, ["serve.backend=onnxruntime", "serve.cpus_per_replica=1", f"serve.port={free_port()}",
                              f"serve.full_resolution_tile={TILE}"])

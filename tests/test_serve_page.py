@@ -25,8 +25,8 @@ BROKEN = "return [...document.images].filter(i => !i.complete || i.naturalWidth 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
     from crossnet_dist.config import load_config
-    from crossnet_dist.serving.server import start_endpoint, stop_endpoint
     from crossnet_dist.ports import free_port
+    from crossnet_dist.serving.server import start_endpoint, stop_endpoint
     from crossnet_dist.training.loop import Trainer
 
     tmp = tmp_path_factory.mktemp("page")

@@ -154,8 +154,8 @@ def test_application_options_follow_the_config():
 
 
 def test_client_reports_unreachable_endpoints():
-    from crossnet_dist.serving.client import RemoteTranslateError, guess_content_type, translate_remote
     from crossnet_dist.ports import free_port
+    from crossnet_dist.serving.client import RemoteTranslateError, guess_content_type, translate_remote
 
     assert guess_content_type(png()) == "image/png"
     assert guess_content_type(b"\xff\xd8\xff\xe0") == "image/jpeg"

@@ -64,8 +64,8 @@ def running(tmp_path_factory):
     import ray
 
     from crossnet_dist.config import load_config
-    from crossnet_dist.serving.server import start_endpoint, stop_endpoint
     from crossnet_dist.ports import free_port
+    from crossnet_dist.serving.server import start_endpoint, stop_endpoint
 
     best = tmp_path_factory.mktemp("upgrade") / "best"  # a campaign's best pointer, rewritten by the test
     write_checkpoint(best / "generator.pt", tiny_config(None), seed=1)

@@ -17,6 +17,7 @@ Every rejection is a `RequestRejected` carrying its HTTP status and a JSON body
 | 415    | unsupported_image_format   | a decodable image that is not PNG or JPEG (GIF, BMP, ...)          |
 | 404    | not_found                  | no such route                                                      |
 | 405    | method_not_allowed         | e.g. GET /translate                                                |
+| 499    | client_closed_request      | the client hung up before its answer (counted in the metrics; nobody reads it) |
 | 500    | internal                   | a server fault: no detail beyond the request id, which the log has |
 | 503    | overloaded                 | the model replicas' queues are full (backpressure); Retry-After: 1 |
 
