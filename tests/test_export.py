@@ -113,3 +113,30 @@ def test_a_broken_checkpoint_fails_in_one_line_and_leaves_no_file(tmp_path):
     assert done.returncode == 2
     assert done.stderr.startswith("crossnet export: error:") and "Traceback" not in done.stderr
     assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob(".crossnet-export-*"))
+
+
+@pytest.mark.parametrize("case, says", [
+    ("empty", "--out is empty"),
+    ("folder", "is a folder: name a file in it"),
+    ("under_a_file", "is a file, not a folder"),
+    ("the_checkpoint", "is the checkpoint being exported"),
+    ("unwritable", "cannot write /proc/x.onnx"),
+])
+def test_a_bad_out_path_fails_in_one_line_naming_it_and_writes_nothing(checkpoint, tmp_path, case, says):
+    from crossnet_dist.export.files import export_checkpoint
+    from crossnet_dist.export.graph import ExportError
+
+    out = {"empty": "", "folder": str(tmp_path), "under_a_file": f"{checkpoint}/x.onnx",
+           "the_checkpoint": str(checkpoint), "unwritable": "/proc/x.onnx"}[case]
+    before = checkpoint.read_bytes()
+    with pytest.raises(ExportError, match=says):
+        export_checkpoint(str(checkpoint), "onnx", "a2b", out)
+    assert checkpoint.read_bytes() == before and not list(tmp_path.iterdir())
+    assert not list(checkpoint.parent.glob(".crossnet-export-*"))
+
+
+def test_the_cli_names_a_bad_out_path_without_a_traceback(checkpoint, tmp_path):
+    done = export(checkpoint, tmp_path, "onnx")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == f"crossnet export: error: --out {tmp_path} is a folder: name a file in it, " \
+        f"e.g. {tmp_path / 'translator.onnx'}"

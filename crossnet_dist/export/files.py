@@ -46,6 +46,7 @@ def export_checkpoint(checkpoint: str, fmt: str, direction: str, out: str, stora
 
     if fmt not in FORMATS:
         raise ExportError(f"format must be one of {', '.join(FORMATS)} (got {fmt!r})")
+    check_target(out, checkpoint)  # before any export work
     source = resolve_checkpoint(checkpoint, storage_cfg)
     try:
         payload_facts: dict[str, Any] = {}
@@ -88,6 +89,27 @@ def export_checkpoint(checkpoint: str, fmt: str, direction: str, out: str, stora
     return ExportReport(out, metadata, float(abs(got - expected).max()), tuple(check_size))
 
 
+def check_target(out: str, checkpoint: str) -> None:
+    """An ExportError naming `out` unless it can name a new or replaceable file: not empty, not a
+    folder, not under a file, not the checkpoint being exported."""
+    from crossnet_dist.storage import is_s3_url
+
+    if not str(out).strip():
+        raise ExportError("--out is empty: name the file to write, e.g. --out translator.onnx")
+    if is_s3_url(str(out)):
+        if str(out).rstrip("/") == str(checkpoint).rstrip("/") or str(out).endswith("/"):
+            raise ExportError(f"--out {out}: name a new object, not a folder or the checkpoint being exported")
+        return
+    target = Path(out).expanduser()
+    if target.is_dir():
+        raise ExportError(f"--out {out} is a folder: name a file in it, e.g. {target / 'translator.onnx'}")
+    for parent in target.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ExportError(f"--out {out}: {parent} is a file, not a folder")
+    if not is_s3_url(str(checkpoint)) and target.exists() and target.resolve() == Path(checkpoint).expanduser().resolve():
+        raise ExportError(f"--out {out} is the checkpoint being exported: it would be overwritten; choose another name")
+
+
 def run_onnx(path: str, image):
     """The exported ONNX translation of `image` (float32 N x 3 x H x W in [0, 1]) with ONNX Runtime."""
     import onnxruntime as ort
@@ -126,8 +148,11 @@ class _local_target:
 
         self.out, self.storage_cfg, self.remote = str(out), storage_cfg, is_s3_url(str(out))
         folder = Path(tempfile.gettempdir()) if self.remote else Path(self.out).expanduser().resolve().parent
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(dir=folder, prefix=".crossnet-export-", suffix=".part")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, self.tmp = tempfile.mkstemp(dir=folder, prefix=".crossnet-export-", suffix=".part")
+        except OSError as err:
+            raise ExportError(f"cannot write {self.out}: {err.strerror or err}") from None
         os.close(fd)
 
     def __enter__(self) -> str:
@@ -145,6 +170,9 @@ class _local_target:
                     umask = os.umask(0)
                     os.umask(umask)
                     os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp's 0600 is for the unfinished file only
-                    os.replace(self.tmp, Path(self.out).expanduser())
+                    try:
+                        os.replace(self.tmp, Path(self.out).expanduser())
+                    except OSError as err:
+                        raise ExportError(f"cannot write {self.out}: {err.strerror or err}") from None
         finally:
             Path(self.tmp).unlink(missing_ok=True)
