@@ -78,3 +78,31 @@ def test_help_documents_each_subcommand():
     for command in ("train", "translate"):
         assert command in text
         assert "usage: crossnet " + command in crossnet(command, "--help").stdout
+
+
+@pytest.mark.timeout(300)
+def test_sigterm_stops_local_training_after_the_step_with_a_checkpoint_that_resumes(tmp_path):
+    import json
+    import signal
+    import time
+
+    data = write_tiny_dataset(tmp_path / "data", n_train=8, n_test=1, size=36)
+    run = tmp_path / "run"
+    args = [str(TINY_CONFIG), "--local", f"data.root={data}", f"train.out_dir={run}", "train.log_every=1",
+            "train.checkpoint_every=1000", "train.max_steps=1000", "train.progress=false"]
+    proc = subprocess.Popen([sys.executable, "-m", "crossnet_dist", "train", *args], cwd=REPO, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    metrics = run / "metrics.jsonl"
+    deadline = time.monotonic() + 200
+    while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, (out, err)
+    step = json.loads(metrics.read_text().splitlines()[-1])["step"]
+    assert 3 <= step < 1000
+    assert f"stopped by SIGTERM after step {step}: checkpoint written" in out and "Traceback" not in err
+    assert (run / "checkpoints" / f"step_{step:08d}.pt").is_file() and (run / "generator.pt").is_file()
+    resumed = crossnet("train", *args[:-2], f"train.max_steps={step + 1}", "train.progress=false", "--resume")
+    assert f"at step {step}" in resumed.stdout and f"done: {step + 1} steps" in resumed.stdout

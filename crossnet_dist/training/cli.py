@@ -53,7 +53,14 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"resumed from {loaded} at step {trainer.step}" if loaded else "no checkpoint to resume: starting fresh")
     loader = build_train_loader(cfg.data, image_size=cfg.model.image_size, seed=cfg.train.seed,
                                 pin_memory=trainer.pin_memory)
-    metrics = trainer.fit(loader)
+    from crossnet_dist.training.stop_signal import stop_on_sigterm
+
+    with stop_on_sigterm(trainer):
+        metrics = trainer.fit(loader)
+    if trainer.stop_requested is not None:
+        print(f"stopped by {trainer.stop_requested} after step {trainer.step}: checkpoint written to "
+              f"{trainer.out_dir / 'checkpoints'}; continue with the same command and --resume")
+        return 128 + 15  # how a process ended by SIGTERM reports it
     print(f"done: {trainer.step} steps; serving checkpoint {trainer.out_dir / 'generator.pt'}")
     for key in sorted(metrics):
         print(f"  {key} = {metrics[key]:.4f}")

@@ -42,6 +42,7 @@ class EpochTrainer:
     epoch: int = 0
     epoch_step: int = 0  # loader batches consumed in the current epoch
     deadline: float | None = None  # time.monotonic() at which train.max_minutes runs out (start_clock)
+    stop_requested: str | None = None  # why to stop after the current step (e.g. "SIGTERM": stop_signal.py)
 
     @property
     def total_epochs(self) -> int:
@@ -52,7 +53,11 @@ class EpochTrainer:
         return self.cfg.train.max_steps or None
 
     def done(self) -> bool:
-        return (self.max_steps is not None and self.step >= self.max_steps) or self.out_of_time()
+        return (
+            (self.max_steps is not None and self.step >= self.max_steps)
+            or self.stop_requested is not None
+            or self.out_of_time()
+        )
 
     def start_clock(self) -> None:
         """Starts train.max_minutes (0 = no time limit); each process start (a resume too) gets the whole budget."""
@@ -127,4 +132,6 @@ class EpochTrainer:
                 self.after_step(batches, self.train_batch(batches))
                 if self.done():
                     return
+            if self.stop_requested is not None:  # asked between steps (ranks): the position stays in this epoch
+                return
             self.end_epoch()
