@@ -8,7 +8,9 @@ RAY_ADDRESS points the driver at the cluster).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +67,30 @@ def build_trainer(cfg, run_name: str, storage: RunStorage, board=None, callbacks
     )
 
 
+@contextlib.contextmanager
+def _sigterm_tells(board):
+    """A SIGTERM asks the ranks to stop (through the board). The handler only sets an event: it runs
+    inside whatever Ray call the main thread is in, so the actor call is made from a thread of its own."""
+    from crossnet_dist.training.stop_signal import stop_on_sigterm
+
+    asked, finished = threading.Event(), threading.Event()
+
+    def forward() -> None:
+        while not finished.is_set():
+            if asked.wait(0.2):
+                board.request_stop.remote("SIGTERM")
+                return
+
+    thread = threading.Thread(target=forward, name="crossnet-sigterm", daemon=True)
+    thread.start()
+    try:
+        with stop_on_sigterm(lambda reason: asked.set()):
+            yield
+    finally:
+        finished.set()
+        thread.join(timeout=5)
+
+
 def train_distributed(cfg, address: str | None = None, resume: str | None = None, progress: bool | None = None,
                       num_cpus: int | None = None) -> DistributedResult:
     storage = resolve_storage(cfg.dist.storage_path, cfg.data.storage)
@@ -82,7 +108,7 @@ def train_distributed(cfg, address: str | None = None, resume: str | None = None
         show = cfg.train.progress if progress is None else progress
         print(f"run {run_name}: {cfg.dist.num_workers} workers, ZeRO-{cfg.dist.zero_stage}, "
               f"storage {storage.run_url(run_name)}", flush=True)
-        with ProgressPrinter(board, total, enabled=show):
+        with ProgressPrinter(board, total, enabled=show), _sigterm_tells(board):
             result = trainer.fit()
         summary = result.return_value or {}
         final = ray.get(board.snapshot.remote())

@@ -27,6 +27,7 @@ class ProgressBoard:
         self.restarts = 0
         self.events: list[str] = []
         self.groups = 0  # worker groups started in this session
+        self.stop_reason: str | None = None  # set by the driver (e.g. on SIGTERM); rank 0 polls it each step
         self._history: list[dict[str, float]] = []
 
     def push_step(self, step: int) -> None:
@@ -38,6 +39,12 @@ class ProgressBoard:
         self.metrics = dict(metrics)
         self.reports += 1
         self._history.append({"step": step, **metrics})
+
+    def request_stop(self, reason: str) -> None:
+        self.stop_reason = reason
+
+    def stop_requested(self) -> str | None:
+        return self.stop_reason
 
     def history(self, start: int = 0) -> list[dict[str, float]]:
         """The reports rank 0 made in this driver session from the start-th on, oldest first

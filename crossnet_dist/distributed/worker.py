@@ -168,11 +168,31 @@ class WorkerLoop(EpochTrainer):
             except StopIteration:
                 batch = None
             with self.profiler.parts.timed("batch_sync") if self.profiler else contextlib.nullcontext():
-                (all_have,) = self._all_reduce([0.0 if batch is None else 1.0], op=tdist.ReduceOp.MIN)
+                # one collective: does every rank have a batch, and has the driver asked nobody to stop
+                all_have, go_on = self._all_reduce([0.0 if batch is None else 1.0, 0.0 if self._driver_stop() else 1.0],
+                                                   op=tdist.ReduceOp.MIN)
             self.window["wait"] += time.perf_counter() - t_wait
+            if not go_on:
+                self.stop_requested = "SIGTERM"  # the run stops here: run() checkpoints this step
+                return
             if not all_have:
                 return
             yield batch
+
+    def _driver_stop(self) -> bool:
+        """Rank 0: whether the driver's board asks training to stop, without waiting for its answer
+        (the question asked at one step is read at a later one)."""
+        if self.board is None or self.rank != 0:
+            return False
+        import ray
+
+        if getattr(self, "_stop_query", None) is None:
+            self._stop_query = self.board.stop_requested.remote()
+        ready, _ = ray.wait([self._stop_query], timeout=0)
+        if not ready:
+            return False
+        reason, self._stop_query = ray.get(self._stop_query), None
+        return reason is not None
 
     def out_of_time(self) -> bool:
         """train.max_minutes decided together (any rank's clock past the deadline stops all ranks at
@@ -207,7 +227,7 @@ class WorkerLoop(EpochTrainer):
         return {
             "step": self.step, "epoch": self.epoch, "generator": generator, "metrics": self.last, "memory": self.memory,
             "nodes": self.node_ids, "lost_steps": self.lost_steps, "restarts": self.restarts,
-            "world_size": self.world, "zero_stage": d.zero_stage,
+            "world_size": self.world, "zero_stage": d.zero_stage, "stopped": self.stop_requested,
         }
 
     def _new_window(self) -> None:

@@ -55,7 +55,7 @@ def run_train(args: argparse.Namespace) -> int:
                                 pin_memory=trainer.pin_memory)
     from crossnet_dist.training.stop_signal import stop_on_sigterm
 
-    with stop_on_sigterm(trainer):
+    with stop_on_sigterm(lambda reason: setattr(trainer, "stop_requested", reason)):
         metrics = trainer.fit(loader)
     if trainer.stop_requested is not None:
         print(f"stopped by {trainer.stop_requested} after step {trainer.step}: checkpoint written to "
@@ -72,6 +72,10 @@ def _train_distributed(cfg, args: argparse.Namespace) -> int:
 
     result = train_distributed(cfg, address=args.address, resume=args.resume)
     summary = result.summary
+    if summary.get("stopped"):
+        print(f"stopped by {summary['stopped']} after step {result.step}: checkpoint {result.checkpoint_path}; "
+              f"continue with the same command and --resume {result.run_name}")
+        return 128 + 15
     print(f"done: run {result.run_name}, {result.step} steps on {summary.get('world_size', '?')} workers "
           f"(ZeRO-{summary.get('zero_stage', '?')}); steps lost to failures: {summary.get('lost_steps', 0)}")
     print(f"checkpoints: {result.run_url}")

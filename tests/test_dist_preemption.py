@@ -1,0 +1,53 @@
+"""SIGTERM to a distributed `crossnet train` (how Kubernetes, spot reclaims and `ray job stop` end a
+job): the ranks stop together after a step, write a checkpoint of that step, and the command says
+how to continue. A real local Ray, 2 Ray Train workers with DeepSpeed ZeRO-2, the real image loader."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from tests.helpers import REPO, write_tiny_dataset
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.timeout(420)
+def test_sigterm_makes_the_ranks_checkpoint_the_step_they_reached_and_exit_143(tmp_path):
+    data = write_tiny_dataset(tmp_path / "data", n_train=16, n_test=1, size=36)
+    storage = tmp_path / "ray"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "crossnet_dist", "train", str(REPO / "jobs/configs/tiny_dist.yaml"),
+         f"data.root={data}", f"dist.storage_path={storage}", "dist.run_name=preempted", "train.max_steps=1000",
+         "train.log_every=1", "dist.checkpoint_every=1000", "data.batch_size=2"],
+        cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"}, text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    reached = lambda: any(re.match(r"\[crossnet\] step ([3-9]|\d\d+)/", line) for line in list(lines))  # noqa: E731
+    deadline = time.monotonic() + 300
+    while not reached() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert reached(), "".join(lines)[-3000:]
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("still running 120 s after SIGTERM:\n" + "".join(lines)[-3000:]) from None
+    assert proc.returncode == 143, "".join(lines)[-3000:]
+    reader.join(timeout=10)
+    out = "".join(lines)
+    stopped = re.search(r"stopped by SIGTERM after step (\d+): checkpoint (\S+);", out)
+    assert stopped, out[-3000:]
+    step = int(stopped.group(1))
+    assert 3 <= step < 1000 and "--resume preempted" in out and "Traceback" not in out
+    assert (storage / "preempted" / f"step_{step:08d}").is_dir()
+    assert (storage / "preempted" / "generator.pt").is_file()
