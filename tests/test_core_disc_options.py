@@ -108,9 +108,26 @@ def test_r1_adds_gamma_times_the_penalty_at_the_real_images(method):
     assert not batch["a"].requires_grad  # the caller's batch is left alone
 
 
+def test_lazy_r1_penalises_every_kth_step_with_k_times_gamma():
+    from crossnet_dist.methods import build_method
+    from tests.helpers import tiny_batches
+
+    torch.manual_seed(0)
+    m = build_method(tiny_config(None, "method=cyclegan", "model.disc_r1=2", "model.disc_r1_every=3"))
+    batch = tiny_batches(1, batch_size=2)[0]
+    fakes = {"a": torch.zeros_like(batch["a"]), "b": torch.zeros_like(batch["b"])}
+    outs = [m.discriminator_step(batch["a"], batch["b"], fakes) for _ in range(6)]
+    assert ["R1" in o.terms for o in outs] == [True, False, False, True, False, False]
+    first = outs[0]
+    r1 = float(first.terms["R1"].detach()) / 3  # logged x 3
+    d = float((first.terms["D_a"] + first.terms["D_b"]).detach())
+    assert float(first.loss.detach()) == pytest.approx(d + 3 * 2 * r1, rel=1e-5)
+
+
 @pytest.mark.parametrize("override, key", [("model.disc_norm=batch", "model.disc_norm"),
                                            ("model.disc_augment=flip", "model.disc_augment"),
                                            ("model.disc_r1=-1", "model.disc_r1"),
+                                           ("model.disc_r1_every=0", "model.disc_r1_every"),
                                            ("method=unit,model.disc_r1=1", "model.disc_r1")])
 def test_bad_discriminator_options_fail_naming_the_key(override, key):
     with pytest.raises(ConfigError, match=f"config key '{key}'"):

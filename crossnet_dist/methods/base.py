@@ -106,6 +106,7 @@ class TwoDomainGAN(TranslationMethod):
 
     def __init__(self, model_cfg, loss_cfg, inference: bool = False):
         super().__init__(model_cfg, loss_cfg, inference)
+        self._d_steps = 0  # discriminator steps taken (model.disc_r1_every)
         from crossnet_dist.networks import Decoder, Encoder, PatchGAN
 
         for name, net in (("E_ab", Encoder), ("D_b", Decoder), ("E_ba", Encoder), ("D_a", Decoder)):
@@ -120,9 +121,15 @@ class TwoDomainGAN(TranslationMethod):
 
         return init_weights(net, self.model_cfg.init, self.model_cfg.init_gain)
 
+    def _r1_weight(self) -> float:
+        """model.disc_r1 x disc_r1_every on every disc_r1_every-th discriminator step (the first included), else 0."""
+        every = self.model_cfg.disc_r1_every
+        self._d_steps += 1
+        return self.model_cfg.disc_r1 * every if (self._d_steps - 1) % every == 0 else 0.0
+
     def discriminator_step(self, x_a: Tensor, x_b: Tensor, fakes: dict[str, Tensor]) -> StepOutput:
         Q_a, Q_b = self.discriminators["Q_a"], self.discriminators["Q_b"]
-        gamma = self.model_cfg.disc_r1
+        gamma = self._r1_weight()
         if gamma:
             x_a, x_b = x_a.detach().requires_grad_(True), x_b.detach().requires_grad_(True)
         real_a, real_b = Q_a(x_a), Q_b(x_b)
@@ -131,8 +138,10 @@ class TwoDomainGAN(TranslationMethod):
         terms = {"D_a": d_a, "D_b": d_b}
         if not gamma:
             return StepOutput(loss=d_a + d_b, terms=terms)
-        terms["R1"] = r1_penalty(real_a, x_a) + r1_penalty(real_b, x_b)
-        return StepOutput(loss=d_a + d_b + gamma * terms["R1"], terms=terms)
+        r1 = r1_penalty(real_a, x_a) + r1_penalty(real_b, x_b)
+        # logged x disc_r1_every: over a window of whole periods its mean is the mean penalty
+        terms["R1"] = r1 * self.model_cfg.disc_r1_every
+        return StepOutput(loss=d_a + d_b + gamma * r1, terms=terms)
 
 
 
