@@ -1,6 +1,6 @@
-"""SIGTERM to a distributed `crossnet train` (how Kubernetes, spot reclaims and `ray job stop` end a
-job): the ranks stop together after a step, write a checkpoint of that step, and the command says
-how to continue. A real local Ray, 2 Ray Train workers with DeepSpeed ZeRO-2, the real image loader."""
+"""Distributed runs that end before their schedule: SIGTERM (how Kubernetes, spot reclaims and `ray job
+stop` end a job) and train.max_minutes. The ranks stop together after a step and write a checkpoint of
+that step. A real local Ray, 2 Ray Train workers with DeepSpeed ZeRO-2, the real image loader."""
 
 import os
 import re
@@ -51,3 +51,21 @@ def test_sigterm_makes_the_ranks_checkpoint_the_step_they_reached_and_exit_143(t
     assert 3 <= step < 1000 and "--resume preempted" in out and "Traceback" not in out
     assert (storage / "preempted" / f"step_{step:08d}").is_dir()
     assert (storage / "preempted" / "generator.pt").is_file()
+
+
+@pytest.mark.timeout(300)
+def test_a_time_limit_stops_the_ranks_together_with_a_checkpoint_of_the_last_step(tmp_path):
+    data = write_tiny_dataset(tmp_path / "data", n_train=16, n_test=1, size=36)
+    storage = tmp_path / "ray"
+    done = subprocess.run(
+        [sys.executable, "-m", "crossnet_dist", "train", str(REPO / "jobs/configs/tiny_dist.yaml"),
+         f"data.root={data}", f"dist.storage_path={storage}", "dist.run_name=timed", "train.max_steps=0",
+         "train.max_minutes=0.1", "optim.n_epochs=1000", "dist.checkpoint_every=1000", "data.batch_size=2"],
+        cwd=REPO, capture_output=True, text=True, timeout=240,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    finished = re.search(r"done: run timed, (\d+) steps on 2 workers", done.stdout)
+    assert finished and "stopped by" not in done.stdout, done.stdout[-3000:]
+    step = int(finished.group(1))
+    assert 0 < step < 1000 * 4  # far short of the schedule (1,000+ epochs of 4 steps)
+    assert (storage / "timed" / f"step_{step:08d}").is_dir() and (storage / "timed" / "generator.pt").is_file()

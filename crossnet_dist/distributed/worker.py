@@ -41,6 +41,9 @@ def load_factory(spec: str) -> Callable:
 
 
 class WorkerLoop(EpochTrainer):
+    _late = False  # train.max_minutes ran out on some rank (decided in epoch_batches)
+    _stop_query = None  # rank 0's pending question to the driver's board (_driver_stop)
+
     def __init__(self, config: dict[str, Any]):
         self.cfg = config_from_container(config["cfg"])
         self.board = config.get("board")  # the driver's actor: progress, failures of earlier groups
@@ -168,40 +171,40 @@ class WorkerLoop(EpochTrainer):
             except StopIteration:
                 batch = None
             with self.profiler.parts.timed("batch_sync") if self.profiler else contextlib.nullcontext():
-                # one collective: does every rank have a batch, and has the driver asked nobody to stop
-                all_have, go_on = self._all_reduce([0.0 if batch is None else 1.0, 0.0 if self._driver_stop() else 1.0],
-                                                   op=tdist.ReduceOp.MIN)
+                # The step's one collective decides together whether every rank has a batch, whether the
+                # driver asked to stop (rank 0 knows), and whether any rank's clock is past train.max_minutes.
+                driver_stop = self._driver_stop()
+                all_have, go_on, in_time = self._all_reduce(
+                    [0.0 if batch is None else 1.0, 0.0 if driver_stop else 1.0,
+                     0.0 if EpochTrainer.out_of_time(self) else 1.0], op=tdist.ReduceOp.MIN)
             self.window["wait"] += time.perf_counter() - t_wait
-            if not go_on:
-                self.stop_requested = "SIGTERM"  # the run stops here: run() checkpoints this step
+            if not go_on:  # the run stops at this step: run() checkpoints it
+                self.stop_requested = driver_stop or "a stop request"
+                return
+            if not in_time:
+                self._late = True
                 return
             if not all_have:
                 return
             yield batch
 
-    def _driver_stop(self) -> bool:
-        """Rank 0: whether the driver's board asks training to stop, without waiting for its answer
-        (the question asked at one step is read at a later one)."""
+    def _driver_stop(self) -> str | None:
+        """Rank 0: why the driver's board asks training to stop, if it does, without waiting for its
+        answer (the question asked at one step is read at a later one)."""
         if self.board is None or self.rank != 0:
-            return False
+            return None
         import ray
 
-        if getattr(self, "_stop_query", None) is None:
+        if self._stop_query is None:
             self._stop_query = self.board.stop_requested.remote()
         ready, _ = ray.wait([self._stop_query], timeout=0)
         if not ready:
-            return False
+            return None
         reason, self._stop_query = ray.get(self._stop_query), None
-        return reason is not None
+        return reason
 
     def out_of_time(self) -> bool:
-        """train.max_minutes decided together (any rank's clock past the deadline stops all ranks at
-        the same step): one all-reduce per step, only when a time limit is set."""
-        if self.deadline is None:
-            return False
-        if getattr(self, "_time_checked", None) != self.step:
-            (late,) = self._all_reduce([1.0 if super().out_of_time() else 0.0], op=tdist.ReduceOp.MAX)
-            self._time_checked, self._late = self.step, bool(late)
+        """train.max_minutes as the ranks decided it together in epoch_batches' collective."""
         return self._late
 
     def step_context(self):

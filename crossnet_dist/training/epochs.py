@@ -132,6 +132,6 @@ class EpochTrainer:
                 self.after_step(batches, self.train_batch(batches))
                 if self.done():
                     return
-            if self.stop_requested is not None:  # asked between steps (ranks): the position stays in this epoch
+            if self.done():  # stopped between steps (ranks: a stop request, the time limit): the position stays
                 return
             self.end_epoch()
