@@ -53,12 +53,13 @@ def prepare(name: str, out_url: str, storage_cfg: Any = None, limit: int = 0, ca
 def make_val_split(url: str, storage_cfg: Any = None, force: bool = False) -> dict[str, Any]:
     """Writes the root's validation split manifest (kept if it has one, unless `force`);
     returns {"valA", "valB", "pairs": counts, "written": bool, "manifest": URL}."""
-    from crossnet_dist.data.splits import MANIFEST, val_counts, write_val_split
+    from crossnet_dist.data.splits import MANIFEST, training_names, val_counts, write_val_split
 
     policy = RetryPolicy.from_config(storage_cfg)
     with opened(url, storage_cfg) as (fs, root):
-        val, written = write_val_split(fs, root, policy, force=force)
-        return {**val_counts(fs, root, val, policy), "written": written, "manifest": display_url(fs, join(root, MANIFEST))}
+        names = training_names(fs, root, policy)  # listed once: the new split and its counts come from it
+        val, written = write_val_split(fs, root, policy, names, force=force)
+        return {**val_counts(names, val), "written": written, "manifest": display_url(fs, join(root, MANIFEST))}
 
 
 def write_items(items: Iterable[tuple[str, bytes]], out_url: str, storage_cfg: Any = None) -> Counter:

@@ -14,6 +14,7 @@ a name both domains have is held out of both. No image is moved or rewritten.
 from __future__ import annotations
 
 import json
+from typing import Sequence
 
 from fsspec import AbstractFileSystem
 
@@ -73,41 +74,50 @@ def read_val_names(fs: AbstractFileSystem, root: str, policy: RetryPolicy) -> fr
 
 
 def split_image_keys(
-    fs: AbstractFileSystem, root: str, split: str, domain: str, policy: RetryPolicy, max_images: int = 0
-) -> list[str]:
-    """Sorted keys of one domain's images of `split` (see the module docstring); the first
-    `max_images` if > 0. Only the split's own folder and the manifest are read."""
-    folder = split_folder(root, split, domain)
+    fs: AbstractFileSystem, root: str, split: str, domains: Sequence[str], policy: RetryPolicy, max_images: int = 0
+) -> dict[str, list[str]]:
+    """{domain: sorted keys of its images of `split`} (see the module docstring); the first `max_images`
+    of each if > 0. Only the split's own folders and (once) the manifest are read."""
     if split == "test":
-        return list_image_keys(fs, folder, policy, max_images)
+        return {d: list_image_keys(fs, split_folder(root, split, d), policy, max_images) for d in domains}
     val = read_val_names(fs, root, policy)
     if val is None and split == "val":
         raise NoValidationSplitError(
             f"{display_url(fs, root)} has no validation split ({MANIFEST}); make one with "
             f"`crossnet data split {display_url(fs, root)}` (every {VAL_EVERY}th training name, no image moved)"
         )
-    keys = list_image_keys(fs, folder, policy)
-    if val is not None:
-        keep = split == "val"
-        keys = [key for key in keys if (relative_name(folder, key) in val) == keep]
-    if not keys:
-        raise DatasetError(f"{display_url(fs, folder)}: no images of split {split!r} (the {MANIFEST} manifest "
-                           f"holds {'every' if split == 'train' else 'none'} of them)")
-    return keys[:max_images] if max_images > 0 else keys
+    found = {}
+    for domain in domains:
+        folder = split_folder(root, split, domain)
+        keys = list_image_keys(fs, folder, policy)
+        if val is not None:
+            keep = split == "val"
+            keys = [key for key in keys if (relative_name(folder, key) in val) == keep]
+        if not keys:
+            raise DatasetError(f"{display_url(fs, folder)}: no images of split {split!r} (the {MANIFEST} manifest "
+                               f"holds {'every' if split == 'train' else 'none'} of them)")
+        found[domain] = keys[:max_images] if max_images > 0 else keys
+    return found
 
 
-def write_val_split(
-    fs: AbstractFileSystem, root: str, policy: RetryPolicy, every: int = VAL_EVERY, force: bool = False
-) -> tuple[list[str], bool]:
-    """Writes the root's manifest from its training names; returns (val names, written). A root that
-    has one keeps it unless `force` (models trained on it would otherwise have seen the new val)."""
-    existing = read_val_names(fs, root, policy) if not force else None
-    if existing is not None:
-        return sorted(existing), False
+def training_names(fs: AbstractFileSystem, root: str, policy: RetryPolicy) -> dict[str, list[str]]:
+    """{domain: the names in trainA/ or trainB/}, val included (the val split is drawn from them)."""
     names = {}
     for domain in ("a", "b"):
         folder = split_folder(root, "train", domain)
         names[domain] = [relative_name(folder, key) for key in list_image_keys(fs, folder, policy)]
+    return names
+
+
+def write_val_split(
+    fs: AbstractFileSystem, root: str, policy: RetryPolicy, names: dict[str, list[str]], every: int = VAL_EVERY,
+    force: bool = False,
+) -> tuple[list[str], bool]:
+    """Writes the root's manifest from its training names (`training_names`); returns (val names, written).
+    A root that has one keeps it unless `force` (models trained on it would otherwise have seen the new val)."""
+    existing = read_val_names(fs, root, policy) if not force else None
+    if existing is not None:
+        return sorted(existing), False
     val = choose_val_names(names["a"], names["b"], every)
     manifest = {"format": MANIFEST_FORMAT, "version": 1, "val_every": every,
                 "rule": f"every {every}th name of trainA/ and trainB/ together, by sorted name", "val": val}
@@ -117,10 +127,8 @@ def write_val_split(
     return val, True
 
 
-def val_counts(fs: AbstractFileSystem, root: str, val: list[str], policy: RetryPolicy) -> dict[str, int]:
-    """Images per domain of the val split and how many of them are pairs (the name in both)."""
-    present = {}
-    for domain in ("a", "b"):
-        folder = split_folder(root, "val", domain)
-        present[domain] = {relative_name(folder, key) for key in list_image_keys(fs, folder, policy)} & set(val)
+def val_counts(names: dict[str, list[str]], val: list[str]) -> dict[str, int]:
+    """Images per domain of the val split and how many of them are pairs (the name in both), from the
+    training names (`training_names`)."""
+    present = {domain: set(names[domain]) & set(val) for domain in ("a", "b")}
     return {"valA": len(present["a"]), "valB": len(present["b"]), "pairs": len(present["a"] & present["b"])}

@@ -59,8 +59,8 @@ class UnpairedImageStream(IterableDataset):
         self.storage = dict(as_mapping(storage))
         self.policy = RetryPolicy.from_config(self.storage)
         with opened(root, self.storage) as (fs, root_path):  # workers open their own clients
-            self.keys_a = split_image_keys(fs, root_path, split, "a", self.policy, max_images)
-            self.keys_b = split_image_keys(fs, root_path, split, "b", self.policy, max_images)
+            keys = split_image_keys(fs, root_path, split, ("a", "b"), self.policy, max_images)
+            self.keys_a, self.keys_b = keys["a"], keys["b"]
         n = max(len(self.keys_a), len(self.keys_b))
         if samples_per_rank(n, world_size) == 0:
             raise DatasetError(f"{root}: {n} images per epoch cannot be shared among {world_size} ranks")
@@ -152,7 +152,7 @@ class ImageFolderStream(IterableDataset):
         self.policy = RetryPolicy.from_config(self.storage)
         with opened(root, self.storage) as (fs, root_path):
             self.folders = {d: split_folder(root_path, split, d) for d in domains}
-            self.keys = {d: split_image_keys(fs, root_path, split, d, self.policy, max_images) for d in domains}
+            self.keys = split_image_keys(fs, root_path, split, domains, self.policy, max_images)
         self.image_size, self.batch_size = image_size, batch_size
         self.rank, self.world_size, self.read_ahead = rank, world_size, read_ahead
         self.reader = ImageReader(root, self.storage, self.policy)

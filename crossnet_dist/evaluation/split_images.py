@@ -46,7 +46,7 @@ def read_domain(data_url: str, split: str, domain: str, image_size: int, storage
     policy = RetryPolicy.from_config(storage_cfg)
     folder = split_folder(root, split, domain)
     try:
-        listing = split_image_keys(fs, root, split, domain, policy, max_images)
+        listing = split_image_keys(fs, root, split, (domain,), policy, max_images)[domain]
     except DatasetError as err:
         raise StorageError(f"split {split!r}, domain {domain.upper()}: {err}") from None
     contents = fetch_many(fs, listing, policy)

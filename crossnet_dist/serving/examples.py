@@ -36,7 +36,7 @@ def held_out_examples(data_cfg: Any) -> list[dict[str, Any]]:
     try:
         with opened(data_cfg.root, data_cfg.storage) as (fs, root):
             for domain, direction in (("A", "a2b"), ("B", "b2a")):
-                for key in split_image_keys(fs, root, "test", domain.lower(), policy, PER_DOMAIN):
+                for key in split_image_keys(fs, root, "test", (domain.lower(),), policy, PER_DOMAIN)[domain.lower()]:
                     if fs.size(key) > MAX_EXAMPLE_BYTES:
                         continue
                     try:
