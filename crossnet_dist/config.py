@@ -174,6 +174,7 @@ class ServeConfig:
     gpus_per_replica: float = 0.0
     max_body_bytes: int = 16 * 1024 * 1024  # larger uploads get HTTP 413
     body_timeout_s: float = 15.0  # a body not fully received by then gets HTTP 408 (slow or stalled clients)
+    header_timeout_s: float = 15.0  # a request head (line + headers) not complete by then gets 408 (the proxy's)
     max_header_bytes: int = 16 * 1024  # request headers larger than this in all get HTTP 431
     max_pixels: int = 4096 * 4096  # width x height read from the header, before decoding; larger get 413
     full_resolution_tile: int = 512  # ?resolution=full: larger images translate in tiles of this many px

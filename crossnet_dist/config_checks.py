@@ -175,6 +175,8 @@ def _validate_serve(cfg: DictConfig, fail) -> None:
             fail(f"serve.{key}", "must be >= 1")
     if not s.body_timeout_s > 0:
         fail("serve.body_timeout_s", "must be > 0")
+    if not s.header_timeout_s > 0:
+        fail("serve.header_timeout_s", "must be > 0")
     if s.min_replicas < 0:
         fail("serve.min_replicas", "must be >= 0")
     if s.min_replicas > s.max_replicas:

@@ -231,3 +231,16 @@ def test_one_dockerfile_builds_both_images_and_the_cpu_one_takes_cpu_torch_wheel
     pins = re.findall(r"^(torch|torchvision)==\S+$", (REPO / "requirements.txt").read_text(), re.M)
     assert sorted(pins) == ["torch", "torchvision"]  # the step installs requirements.txt's own pins
     assert "grep -E '^(torch|torchvision)==' requirements.txt" in cpu_step
+
+
+def test_every_rayservice_node_gives_request_heads_the_configured_deadline():
+    from crossnet_dist.config import load_config
+    from crossnet_dist.serving.header_deadline import proxy_environment
+
+    cluster = documents("rayservice.yaml")[0]["spec"]["rayClusterConfig"]
+    templates = [cluster["headGroupSpec"]["template"]] + [g["template"] for g in cluster["workerGroupSpecs"]]
+    expected = proxy_environment(load_config(None).serve.header_timeout_s)
+    for template in templates:
+        for container in template["spec"]["containers"]:
+            env = {e["name"]: e.get("value") for e in container.get("env", [])}
+            assert {k: env.get(k) for k in expected} == expected, container["name"]

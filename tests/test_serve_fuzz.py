@@ -30,6 +30,7 @@ pytestmark = pytest.mark.timeout(600)
 FUZZ_EXAMPLES = int(os.environ.get("CROSSNET_FUZZ_EXAMPLES", "60"))  # per operation and mode
 MAX_PIXELS = 512 * 512
 BODY_TIMEOUT_S = 2.0
+HEADER_TIMEOUT_S = 2.0
 TALLY: Counter = Counter()
 
 
@@ -50,7 +51,7 @@ def endpoint(tmp_path_factory):
                              f"serve.max_pixels={MAX_PIXELS}", "serve.batch_wait_timeout_s=0.02",
                              f"serve.body_timeout_s={BODY_TIMEOUT_S}"]).serve
     port = free_port()
-    assert connect_ray(num_cpus=4), "expected to start a local Ray (is RAY_ADDRESS set?)"
+    assert connect_ray(num_cpus=4, header_timeout_s=HEADER_TIMEOUT_S), "expected to start a local Ray (is RAY_ADDRESS set?)"
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(build_application(str(tmp / "run" / "generator.pt"), cfg), name="fuzz", route_prefix="/")
@@ -214,6 +215,36 @@ def test_a_client_that_stalls_mid_body_gets_408_json(endpoint):
     assert body["error"] == "request_timeout" and "108 bytes received" in body["detail"]
     assert BODY_TIMEOUT_S <= took < BODY_TIMEOUT_S + 15
     assert_healthy(endpoint)
+
+
+def test_a_client_that_stalls_mid_head_gets_408_json_and_is_disconnected(endpoint):
+    start = time.monotonic()
+    answer = raw_request(endpoint, b"POST /translate?direction=a2b HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slo", b"",
+                         wait_s=HEADER_TIMEOUT_S + 20)
+    took = time.monotonic() - start
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.split()[1] == b"408", answer[:500]
+    assert json.loads(rest.split(b"\r\n\r\n", 1)[1])["error"] == "request_timeout"
+    assert HEADER_TIMEOUT_S <= took < HEADER_TIMEOUT_S + 15
+    assert_healthy(endpoint)
+
+
+def test_a_kept_alive_connection_whose_next_head_stalls_gets_408(endpoint):
+    host, port = endpoint.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=HEADER_TIMEOUT_S + 20) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        first = b""
+        while b"\r\n\r\n" not in first or len(first) < first.find(b"\r\n\r\n") + 4 + content_length(first):
+            first += sock.recv(65536)
+        assert first.split()[1] == b"200", first[:300]
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.")
+        start = time.monotonic()
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        took = time.monotonic() - start
+    assert answer.split()[1] == b"408", answer[:300]
+    assert took < HEADER_TIMEOUT_S + 15
 
 
 def translate_requests_by_status(url: str) -> Counter:

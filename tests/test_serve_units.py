@@ -130,9 +130,19 @@ def test_serve_config_errors_name_the_key():
         ("serve.max_queued_requests=0", "serve.max_queued_requests"),
         ("serve.token=' '", "serve.token"),
         ("serve.replica=2", "serve.replica"),
+        ("serve.header_timeout_s=0", "serve.header_timeout_s"),
     ]:
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
             load_config(None, [override])
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1"])
+def test_a_bad_header_deadline_in_the_proxy_environment_fails_naming_the_variable(monkeypatch, value):
+    from crossnet_dist.serving.header_deadline import TIMEOUT_ENV, install
+
+    monkeypatch.setenv(TIMEOUT_ENV, value)
+    with pytest.raises(ValueError, match=TIMEOUT_ENV):
+        install()
 
 
 def test_application_options_follow_the_config():

@@ -8,7 +8,8 @@ Every rejection is a `RequestRejected` carrying its HTTP status and a JSON body
 | 400    | bad_direction              | `direction` missing or not a2b / b2a                               |
 | 400    | empty_body                 | zero bytes, or a multipart form without an image part              |
 | 400    | not_an_image               | the bytes are not a readable PNG/JPEG (text, truncated, corrupt)   |
-| 408    | request_timeout            | the body did not arrive within `serve.body_timeout_s`              |
+| 408    | request_timeout            | the body did not arrive within `serve.body_timeout_s`, or the head |
+|        |                            | (request line + headers) within `serve.header_timeout_s` (proxy)   |
 | 401    | unauthorized               | a token is configured and the request lacks it or has another one  |
 | 413    | body_too_large             | more than `serve.max_body_bytes` bytes                             |
 | 413    | too_many_pixels            | width x height in the header exceeds `serve.max_pixels`            |

@@ -36,10 +36,17 @@ class Endpoint:
     upgraded: bool = False  # the application was already running: Serve upgraded it in place
 
 
-def connect_ray(address: str | None = None, num_cpus: float | None = None) -> bool:
-    """An existing cluster, or a local Ray on 127.0.0.1 without the dashboard (Serve needs none)."""
-    from crossnet_dist.ray_local import connect_ray as connect
+def connect_ray(address: str | None = None, num_cpus: float | None = None, header_timeout_s: float = 15.0) -> bool:
+    """An existing cluster, or a local Ray on 127.0.0.1 without the dashboard (Serve needs none).
+    A local Ray's Serve proxy gives each request head `header_timeout_s` (serving/header_deadline.py);
+    a cluster's nodes set the same environment themselves (infra/k8s/rayservice.yaml)."""
+    import ray
 
+    from crossnet_dist.ray_local import connect_ray as connect
+    from crossnet_dist.serving.header_deadline import proxy_environment
+
+    if not (address or os.environ.get("RAY_ADDRESS") or ray.is_initialized()):
+        os.environ.update(proxy_environment(header_timeout_s))  # inherited by the local Ray's processes
     return connect(address, num_cpus, include_dashboard=False, log_to_driver=False)
 
 
@@ -63,7 +70,7 @@ def start_endpoint(
 
     from crossnet_dist.serving.deploy import build_application
 
-    started_ray = connect_ray(address, num_cpus)
+    started_ray = connect_ray(address, num_cpus, serve_cfg.header_timeout_s)
     try:
         serve.start(http_options={"host": serve_cfg.host, "port": int(serve_cfg.port)})
         upgraded = app_name in serve.status().applications
