@@ -88,7 +88,9 @@ class StorageConfig:
     region: Optional[str] = None
     retries: int = 100  # retries of a read that failed with a transient storage error (0 = fail at once)
     retry_backoff_s: float = 0.2  # ceiling of the first back-off, doubled each retry (full jitter, at most 10 s)
-    retry_budget_s: float = 120.0  # give up once the retries of one read have waited this long
+    retry_budget_s: float = 120.0  # give up once a read's retries waited this long, or storage failed this long
+    connect_timeout_s: float = 10.0  # one attempt's connect limit (a partitioned server never refuses)
+    read_timeout_s: float = 30.0  # one attempt's limit on a silent socket (not on a whole transfer)
 
 
 @dataclass

@@ -40,7 +40,7 @@ def validate(cfg: DictConfig) -> None:
     positive = [
         "model.image_size", "model.in_channels", "model.gen_channels", "model.disc_channels",
         "data.load_size", "data.batch_size", "data.read_ahead", "optim.lr", "optim.disc_lr_scale", "train.log_every",
-        "model.disc_r1_every",
+        "model.disc_r1_every", "data.storage.connect_timeout_s", "data.storage.read_timeout_s",
         "train.sample_every", "train.checkpoint_every",
     ]
     non_negative = [

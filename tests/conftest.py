@@ -44,3 +44,13 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def fresh_storage_outage_clock():
+    """A test starts with no storage outage on record: the product runs one job per process, and
+    an outage one test provokes must not shorten another test's retries."""
+    from crossnet_dist.storage.retry import OUTAGE
+
+    OUTAGE.reset()
+    yield

@@ -120,3 +120,81 @@ def test_missing_object_is_skipped_not_retried(s3_prefix, s3_storage):
     assert list(images) == [f"{bucket_path}/trainA/000.png"]
     assert stats.retries == 0 and stats.images_skipped == 1 and stats.images_read == 1
     assert stats.skipped[0].startswith(f"{s3_prefix}/trainA/gone.png: unreadable (FileNotFoundError")
+
+
+def unreachable_s3() -> dict:
+    """Storage options of an S3 endpoint on a free loopback port nobody listens on (connection refused)."""
+    from crossnet_dist.ports import free_port
+
+    return {"endpoint_url": f"http://127.0.0.1:{free_port()}", "key": "k", "secret": "s"}
+
+
+def test_reads_one_after_another_share_one_outage_budget():
+    import time
+
+    from crossnet_dist.storage import fetch_many, open_url
+
+    fs, root = open_url("s3://bucket/set", unreachable_s3())
+    policy = RetryPolicy(retries=100, backoff_s=0.05, max_backoff_s=0.2, budget_s=1.5)
+    start = time.monotonic()
+    with pytest.raises(StorageUnavailableError):
+        fetch_many(fs, [f"{root}/trainA/000.png"], policy)
+    first = time.monotonic() - start
+    start = time.monotonic()
+    with pytest.raises(StorageUnavailableError, match="no storage answer in this process for"):
+        fetch_many(fs, [f"{root}/trainA/001.png"], policy)  # the next batch: the outage is already over budget
+    with pytest.raises(StorageUnavailableError):
+        call_with_retries(lambda: fs.info(f"{root}/trainA"), policy, "s3://bucket/set/trainA")
+    later = time.monotonic() - start
+    assert 1.5 <= first < 3.0 and later < 1.0, (first, later)
+
+
+def test_an_answer_from_storage_ends_the_outage(s3_prefix, s3_storage):
+    from crossnet_dist.storage import fetch_many, open_url
+    from crossnet_dist.storage.retry import OUTAGE
+
+    write_layout(s3_prefix, s3_storage, {"trainA": 1})
+    fs, root = open_url("s3://bucket/set", unreachable_s3())
+    with pytest.raises(StorageUnavailableError):
+        fetch_many(fs, [f"{root}/trainA/000.png"], RetryPolicy(retries=2, backoff_s=0.01))
+    assert OUTAGE.failing_for() > 0
+    fs, root = open_url(s3_prefix, s3_storage)
+    assert fetch_many(fs, [f"{root}/trainA/000.png", f"{root}/trainA/gone.png"], RetryPolicy())
+    assert OUTAGE.failing_for() == 0
+
+
+def test_failures_after_a_quiet_spell_start_a_new_outage():
+    from crossnet_dist.storage.retry import OutageClock
+
+    now = [100.0]
+    clock = OutageClock(gap_s=60.0, now=lambda: now[0])
+    assert clock.failed() == 0.0
+    for t in (150.0, 200.0, 250.0):  # failures 50 s apart: one outage, growing
+        now[0] = t
+        assert clock.failed() == t - 100.0
+    now[0] = 400.0  # 150 s without a failure: a new outage
+    assert clock.failed() == 0.0
+    now[0] = 410.0
+    clock.answered()
+    assert clock.failing_for() == 0.0 and clock.failed() == 0.0
+
+
+def test_a_silent_server_gives_up_within_the_budget_plus_one_attempt():
+    """A server that accepts connections and never answers (a hung or partitioned host): each attempt
+    ends at data.storage.read_timeout_s, and the whole read within retry_budget_s + one attempt."""
+    import socket
+    import time
+
+    from crossnet_dist.storage import fetch_many, open_url
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)  # the kernel completes handshakes; nobody ever reads or answers
+        storage = {"endpoint_url": f"http://127.0.0.1:{silent.getsockname()[1]}", "key": "k", "secret": "s",
+                   "connect_timeout_s": 0.5, "read_timeout_s": 0.5}
+        fs, root = open_url("s3://bucket/set", storage)
+        start = time.monotonic()
+        with pytest.raises(StorageUnavailableError):
+            fetch_many(fs, [f"{root}/trainA/000.png"], RetryPolicy(retries=100, backoff_s=0.05, budget_s=1.0))
+        took = time.monotonic() - start
+    assert 1.0 <= took < 1.0 + 0.5 + 0.4, took  # budget + one attempt, with slack for a loaded machine

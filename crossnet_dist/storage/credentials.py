@@ -12,6 +12,10 @@ from typing import Any, Mapping
 
 # SigV4 needs a region; S3-compatible servers accept any, and it is AWS's own default.
 DEFAULT_REGION = "us-east-1"
+# One attempt's limits (StorageConfig.connect_timeout_s / read_timeout_s): a partitioned server never
+# refuses a connection, and botocore's own 60 s defaults would hold each attempt that long.
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
+DEFAULT_READ_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,8 @@ class S3Settings:
     key: str | None  # None: the SDK's own chain (environment, profile, instance role)
     secret: str | None
     region: str
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
+    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S
 
 
 def s3_settings(storage_cfg: Any = None) -> S3Settings:
@@ -36,6 +42,8 @@ def s3_settings(storage_cfg: Any = None) -> S3Settings:
         key=pick("key", "AWS_ACCESS_KEY_ID"),
         secret=pick("secret", "AWS_SECRET_ACCESS_KEY"),
         region=pick("region", "AWS_DEFAULT_REGION", "AWS_REGION") or DEFAULT_REGION,
+        connect_timeout_s=float(cfg.get("connect_timeout_s") or DEFAULT_CONNECT_TIMEOUT_S),
+        read_timeout_s=float(cfg.get("read_timeout_s") or DEFAULT_READ_TIMEOUT_S),
     )
 
 

@@ -33,13 +33,16 @@ def fetch_many(
     pending = list(dict.fromkeys(paths))
     clock = RetryClock(policy)
     while pending:
+        started = time.monotonic()
         got = _read_once(fs, pending)
         failed = [p for p in pending if isinstance(got[p], BaseException) and is_transient(got[p])]
         results.update({p: got[p] for p in pending if p not in failed})
+        if len(failed) < len(pending):
+            clock.outage.answered()
         if not failed:
             break
         first = failed[0]
-        delay = clock.next_delay()
+        delay = clock.next_delay(started)
         if delay is None:
             raise clock.exhausted(display_url(fs, first), got[first], len(failed)) from got[first]  # type: ignore[misc]
         log.warning("%s: %d reads failed (%s); retry %d in %.2fs", display_url(fs, first), len(failed),

@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import random
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, TypeVar
@@ -32,7 +34,8 @@ class StorageUnavailableError(OSError):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Retries of a transient storage error: at most `retries` of them, within `budget_s` seconds.
+    """Retries of a transient storage error: at most `retries` of them, within `budget_s` seconds, and
+    never past `budget_s` after storage last answered this process (see OutageClock).
 
     Back-off is exponential with full jitter (a uniform draw in [0, min(max_backoff_s, backoff_s * 2^n)],
     as AWS recommends): many workers retrying a throttled bucket do not retry in step. The defaults ride
@@ -69,23 +72,74 @@ class RetryPolicy:
         return f"{self.retries} retries / {self.budget_s:g} s (data.storage.retries, retry_budget_s)"
 
 
+class OutageClock:
+    """Since when storage has failed every read of this process, whichever read it was.
+
+    Each operation's retries have their own budget, so on their own, reads that start one after
+    another (the next batch, the other domain, the checkpoint written on the way out) would each wait
+    a full budget. All of them also stop once the outage (the time since storage last answered any
+    read here) reaches the budget: a process gives up at most `retry_budget_s` plus one attempt
+    (`connect_timeout_s` + `read_timeout_s`) after storage stopped answering. An outage is a run of
+    failures at most `gap_s` apart (retrying reads fail at least every max back-off + one attempt):
+    a failure after a longer quiet spell starts a new one.
+    """
+
+    def __init__(self, gap_s: float = 60.0, now: Callable[[], float] = time.monotonic) -> None:
+        self.gap_s, self.now = gap_s, now
+        self.reset()
+
+    def reset(self) -> None:
+        self._lock = threading.Lock()
+        self._since: float | None = None
+        self._last = 0.0
+
+    def answered(self) -> None:
+        with self._lock:
+            self._since = None
+
+    def failed(self, attempt_started: float | None = None) -> float:
+        """Records a transient failure of an attempt that started at `attempt_started` (default: now);
+        returns how long storage has been failing."""
+        now = self.now()
+        with self._lock:
+            if self._since is None or now - self._last > self.gap_s:
+                self._since = min(now, attempt_started if attempt_started is not None else now)
+            self._last = now
+            return now - self._since
+
+    def failing_for(self) -> float:
+        with self._lock:
+            return 0.0 if self._since is None else self.now() - self._since
+
+
+OUTAGE = OutageClock()
+os.register_at_fork(after_in_child=OUTAGE.reset)  # a loader worker process keeps its own clock
+
+
 class RetryClock:
     """The retries of one operation: what was retried, for how long, for the final error message."""
 
-    def __init__(self, policy: RetryPolicy):
+    def __init__(self, policy: RetryPolicy, outage: OutageClock = OUTAGE):
         self.policy, self.delays, self.count, self.start = policy, policy.delays(), 0, time.monotonic()
+        self.outage = outage
 
-    def next_delay(self) -> float | None:
+    def next_delay(self, attempt_started: float | None = None) -> float | None:
+        """The wait before the next retry, or None once this operation's retries, its budget or the
+        process's outage budget are used up. Call it after each transient failure, with the time
+        (time.monotonic) the failed attempt started."""
+        left = self.policy.budget_s - self.outage.failed(attempt_started)
         delay = next(self.delays, None)
-        if delay is not None:
-            self.count += 1
-        return delay
+        if delay is None or left <= 0:
+            return None
+        self.count += 1
+        return min(delay, left)
 
     def exhausted(self, what: str, err: BaseException, reads: int = 1) -> StorageUnavailableError:
         many = f" ({reads} reads)" if reads > 1 else ""
         return StorageUnavailableError(
             f"{what}: storage still failing after {self.count} retries over {time.monotonic() - self.start:.0f} s"
-            f"{many}, the limit of {self.policy.describe()}: {describe(err)}"
+            f"{many} (no storage answer in this process for {self.outage.failing_for():.0f} s), the limit of "
+            f"{self.policy.describe()}: {describe(err)}"
         )
 
 
@@ -129,18 +183,22 @@ def call_with_retries(
     """
     clock = RetryClock(policy)
     while True:
+        started = time.monotonic()
         try:
-            return fn()
+            result = fn()
         except Exception as err:  # noqa: BLE001 - classified below, re-raised if permanent
             if not is_transient(err):
                 raise
-            delay = clock.next_delay()
+            delay = clock.next_delay(started)
             if delay is None:
                 raise clock.exhausted(what, err) from err
             log.warning("%s: transient storage error (%s); retry %d in %.2fs", what, describe(err), clock.count, delay)
             if on_retry is not None:
                 on_retry(err)
             time.sleep(delay)
+        else:
+            clock.outage.answered()
+            return result
 
 
 def describe(err: BaseException) -> str:

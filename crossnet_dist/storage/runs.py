@@ -82,7 +82,8 @@ def timestamped_name(out_dir: str, *parts: str) -> str:
 def s3_filesystem(storage_cfg=None) -> pafs.S3FileSystem:
     """The pyarrow S3 filesystem Ray Train writes through, from the same settings as the fsspec one."""
     settings = s3_settings(storage_cfg)
-    kwargs = {"access_key": settings.key, "secret_key": settings.secret, "region": settings.region}
+    kwargs = {"access_key": settings.key, "secret_key": settings.secret, "region": settings.region,
+              "connect_timeout": settings.connect_timeout_s, "request_timeout": settings.read_timeout_s}
     kwargs = {k: v for k, v in kwargs.items() if v}
     if settings.endpoint_url:
         parsed = urlparse(settings.endpoint_url)

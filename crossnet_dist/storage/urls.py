@@ -45,7 +45,8 @@ def s3_options(storage_cfg: Any = None) -> dict[str, Any]:
         "key": settings.key,
         "secret": settings.secret,
         # a new retries dict per client: botocore adds to the one it is given
-        "config_kwargs": {"retries": dict(_SINGLE_ATTEMPT["retries"]), "region_name": settings.region},
+        "config_kwargs": {"retries": dict(_SINGLE_ATTEMPT["retries"]), "region_name": settings.region,
+                          "connect_timeout": settings.connect_timeout_s, "read_timeout": settings.read_timeout_s},
         "skip_instance_cache": True,  # a new client per call, never one cached in a parent process
     }
 
