@@ -121,3 +121,16 @@ def test_past_the_budget_the_run_checkpoints_fails_naming_the_url_and_resumes(se
     assert second.resume() is not None and second.step == stopped_at
     fit(second, cfg)
     assert first.trained + second.trained == reference  # the epoch, every image once
+
+
+def test_past_the_budget_with_loader_processes_the_error_is_still_one_line(server, tmp_path):
+    cfg = cfg_for(server, tmp_path, "data.storage.retry_budget_s=1", "data.num_workers=2")
+    first = Recording(cfg, server, stop_after=3)
+    try:
+        with pytest.raises(StorageUnavailableError) as failure:
+            fit(first, cfg)
+    finally:
+        server.restart()
+    message = str(failure.value)
+    assert "\n" not in message and "Traceback" not in message, message
+    assert message.startswith("s3://outage/set/train") and "--resume" in message

@@ -201,6 +201,19 @@ def call_with_retries(
             return result
 
 
+def own_message(err: BaseException) -> str:
+    """The error's own message. One re-raised by a torch DataLoader worker process carries that worker's
+    traceback ("Caught X in DataLoader worker process 1. Original Traceback ..."), whose last line is
+    "module.X: message"."""
+    text = str(err)
+    if "Original Traceback" not in text:
+        return text
+    last = [line for line in text.splitlines() if line.strip()][-1]
+    for prefix in (f"{type(err).__module__}.{type(err).__qualname__}: ", f"{type(err).__name__}: "):
+        last = last.removeprefix(prefix)
+    return last
+
+
 def describe(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 

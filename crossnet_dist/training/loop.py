@@ -25,7 +25,7 @@ from crossnet_dist.checkpoints.translator import serving_payload
 from crossnet_dist.config import to_container
 from crossnet_dist.devices import resolve_device
 from crossnet_dist.methods import TranslationMethod, build_method
-from crossnet_dist.storage.retry import StorageUnavailableError
+from crossnet_dist.storage.retry import StorageUnavailableError, own_message
 from crossnet_dist.training.checkpoint import (
     list_step_checkpoints,
     load_training_checkpoint,
@@ -133,7 +133,7 @@ class Trainer(EpochTrainer):
             saved = f"checkpoint {self.save_checkpoint()} holds step {self.step}"
         except Exception as save_err:  # noqa: BLE001 - the storage error is the one to report
             saved = f"no checkpoint written ({type(save_err).__name__}: {save_err})"
-        return StorageUnavailableError(f"{err}; {saved}: once storage is back, rerun the command with --resume")
+        return StorageUnavailableError(f"{own_message(err)}; {saved}: once storage is back, rerun the command with --resume")
 
     # ---- outputs --------------------------------------------------------------------------
     def _log(self, metrics: dict[str, float]) -> None:
