@@ -179,7 +179,11 @@ class ServeConfig:
     header_timeout_s: float = 15.0  # a request head (line + headers) not complete by then gets 408 (the proxy's)
     max_header_bytes: int = 16 * 1024  # request headers larger than this in all get HTTP 431
     max_pixels: int = 4096 * 4096  # width x height read from the header, before decoding; larger get 413
+    max_full_pixels: int = 2048 * 2048  # ?resolution=full forwards over every pixel: larger get 413 (model takes them)
     full_resolution_tile: int = 512  # ?resolution=full: larger images translate in tiles of this many px
+    client_replica_s_per_s: float = 0.0  # replica seconds a client may use per second (429 beyond); 0 = no limit
+    client_burst_s: float = 10.0  # replica seconds a client may use at once before that rate applies
+    trust_forwarded_for: bool = False  # the client is X-Forwarded-For's first address (only behind a proxy that sets it)
     token: Optional[str] = None  # bearer token for /translate and /info; else env CROSSNET_SERVE_TOKEN; unset = open
     storage: StorageConfig = field(default_factory=StorageConfig)  # for s3:// checkpoints
 

@@ -170,13 +170,17 @@ def _validate_serve(cfg: DictConfig, fail) -> None:
     if not 0 <= s.port <= 65535:
         fail("serve.port", "must be in [0, 65535]")
     for key in ("replicas", "max_replicas", "max_ongoing_requests", "max_batch_size", "max_body_bytes", "max_pixels",
-                "max_header_bytes"):
+                "max_full_pixels", "max_header_bytes"):
         if s[key] < 1:
             fail(f"serve.{key}", "must be >= 1")
     if not s.body_timeout_s > 0:
         fail("serve.body_timeout_s", "must be > 0")
     if not s.header_timeout_s > 0:
         fail("serve.header_timeout_s", "must be > 0")
+    if s.client_replica_s_per_s < 0:
+        fail("serve.client_replica_s_per_s", "must be >= 0 (0 = no limit)")
+    if not s.client_burst_s > 0:
+        fail("serve.client_burst_s", "must be > 0")
     if s.min_replicas < 0:
         fail("serve.min_replicas", "must be >= 0")
     if s.min_replicas > s.max_replicas:

@@ -266,17 +266,21 @@ def wait_until(condition, timeout_s: float) -> bool:
     return condition()
 
 
-def test_a_client_that_hangs_up_mid_body_is_counted_as_499_not_as_a_server_error(endpoint):
+HANG_UPS = 10  # Serve delivers a hang-up in more than one way (a race): one try would pass by luck
+
+
+def test_clients_that_hang_up_mid_body_are_counted_as_499_not_as_server_errors(endpoint):
     before = translate_requests_by_status(endpoint)
     host, port = endpoint.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(b"POST /translate?direction=a2b HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
-                     b"Content-Length: 5000\r\n\r\n\x89PNG\r\n\x1a\n" + b"\0" * 100)
-        # hang up once the endpoint is reading the body (a hang-up before that never reaches it)
-        assert wait_until(lambda: translate_requests_by_status(endpoint)["in_flight"] >= 1, BODY_TIMEOUT_S / 2)
-    assert wait_until(lambda: translate_requests_by_status(endpoint)["499"] > before["499"], BODY_TIMEOUT_S + 20)
+    for done in range(1, HANG_UPS + 1):
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(b"POST /translate?direction=a2b HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+                         b"Content-Length: 5000\r\n\r\n\x89PNG\r\n\x1a\n" + b"\0" * 100)
+            # hang up once the endpoint is reading the body (a hang-up before that never reaches it)
+            assert wait_until(lambda: translate_requests_by_status(endpoint)["in_flight"] >= 1, BODY_TIMEOUT_S / 2)
+        assert wait_until(lambda: translate_requests_by_status(endpoint)["in_flight"] == 0, BODY_TIMEOUT_S + 20)
     after = translate_requests_by_status(endpoint)
-    assert after["499"] == before["499"] + 1, after
+    assert after["499"] == before["499"] + HANG_UPS, after
     assert after["500"] == before["500"] and after["408"] == before["408"], after
     assert_healthy(endpoint)
 

@@ -40,6 +40,7 @@ from ray import serve
 from ray.serve.exceptions import BackPressureError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from crossnet_dist.serving.client_budget import ClientBudgets, client_address
 from crossnet_dist.serving.loopback import bind_replica_grpc_to_loopback
 from crossnet_dist.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from crossnet_dist.serving.metrics import ServeMetrics
@@ -50,6 +51,7 @@ from crossnet_dist.serving.requests import (
     body_too_large,
     check_declared_length,
     check_direction,
+    check_full_resolution_pixels,
     check_part_content_type,
     check_raw_content_type,
     check_resolution,
@@ -76,7 +78,8 @@ _TRANSLATE_OPENAPI = {
         "200": {"description": "the translation, a PNG of the input's size", "content": {"image/png": {}}},
         **{code: {"description": why, **_ERROR_RESPONSE} for code, why in (
             ("400", "bad direction, empty body, not a readable image"), ("401", "token missing or wrong"),
-            ("413", "too many bytes or pixels"), ("415", "not PNG/JPEG"), ("500", "server fault"),
+            ("413", "too many bytes or pixels"), ("415", "not PNG/JPEG"),
+            ("429", "the client used its share of replica time; Retry-After"), ("500", "server fault"),
             ("503", "overloaded; Retry-After"))},
     },
 }
@@ -92,6 +95,7 @@ RETRY_AFTER_S = "1"  # what a 503 (every replica busy) tells a client to wait
 def _error(err: RequestRejected, request_id: str | None = None) -> JSONResponse:
     """Every error of the app, its HTTP layer included: JSON {"error", "detail", "request_id"}."""
     headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else {}
+    headers.update(err.headers)
     if err.status == 503:
         headers["Retry-After"] = RETRY_AFTER_S
     request_id = request_id or uuid.uuid4().hex
@@ -143,6 +147,18 @@ def server_timing(model: dict[str, float], call_s: float, ingress_s: float) -> s
     return ", ".join(f"{name};dur={seconds * 1e3:.2f}" for name, seconds in parts.items())
 
 
+def client_went_away(err: BaseException) -> bool:
+    """A client hang-up however Serve and Starlette deliver it: Starlette's ClientDisconnect, or Serve's
+    cancelled task that relays the body from the proxy (ray's TaskCancelledError), possibly inside the
+    ExceptionGroup of Starlette's middleware task group."""
+    from ray.exceptions import TaskCancelledError
+    from starlette.requests import ClientDisconnect
+
+    if isinstance(err, BaseExceptionGroup):
+        return all(client_went_away(e) for e in err.exceptions)
+    return isinstance(err, (ClientDisconnect, TaskCancelledError))
+
+
 def admitted_requests(settings: dict[str, Any]) -> int:
     """Requests one replica takes at once in topology single, queued ones included."""
     return int(settings["max_ongoing_requests"]) + max(int(settings["max_queued_requests"]), 0)
@@ -168,6 +184,9 @@ class TranslationIngress:
         self.body_timeout_s = float(settings["body_timeout_s"])
         os.environ[HEADER_LIMIT_ENV] = str(int(settings["max_header_bytes"]))
         self.max_pixels = int(settings["max_pixels"])
+        self.max_full_pixels = int(settings["max_full_pixels"])
+        self.budgets = ClientBudgets(settings["client_replica_s_per_s"], settings["client_burst_s"])
+        self.trust_forwarded_for = bool(settings["trust_forwarded_for"])
         self.metrics = ServeMetrics()
         self._examples: list[dict[str, Any]] | None = None  # the model's held-out examples, asked once
         self.page = _static("index.html")
@@ -198,7 +217,8 @@ class TranslationIngress:
         model = await self.model.info.remote()
         self.metrics.observe_model(model)
         limits = {k: self.settings[k] for k in (
-            "max_body_bytes", "max_pixels", "max_batch_size", "batch_wait_timeout_s", "max_ongoing_requests",
+            "max_body_bytes", "max_pixels", "max_full_pixels", "client_replica_s_per_s", "client_burst_s",
+            "max_batch_size", "batch_wait_timeout_s", "max_ongoing_requests",
             "max_queued_requests")}
         return JSONResponse({
             **{k: model[k] for k in ("method", "checkpoint", "backend", "image_size", "directions", "resolutions",
@@ -258,15 +278,15 @@ class TranslationIngress:
             response = _error(
                 RequestRejected(503, "overloaded", "every model replica is busy and the queue is full; retry later")
             )
-        except Exception:  # noqa: BLE001 - the cause goes to the log, never to the client
-            request_id = uuid.uuid4().hex
-            log.exception("translation failed (request %s)", request_id)
-            response = _error(
-                RequestRejected(
-                    500, "internal", "the translation failed on the server; the request id finds the cause in its log"
-                ),
-                request_id,
-            )
+        except Exception as err:  # noqa: BLE001 - the cause goes to the log, never to the client
+            if client_went_away(err):
+                response = _error(RequestRejected(499, "client_closed_request", "the client hung up"))
+            else:
+                request_id = uuid.uuid4().hex
+                log.exception("translation failed (request %s)", request_id)
+                response = _error(RequestRejected(
+                    500, "internal", "the translation failed on the server; the request id finds the cause in its log"),
+                    request_id)
         finally:
             self.active -= 1
             self.metrics.in_flight.dec()
@@ -283,9 +303,18 @@ class TranslationIngress:
         body = await self._read_body(request)
         data = await self._form_image(request, body) if kind == MULTIPART_TYPE else body
         header = probe_image(data, self.max_pixels)
+        check_full_resolution_pixels(header, resolution, self.max_full_pixels)
+        client = client_address(request.client, request.headers.get("x-forwarded-for"), self.trust_forwarded_for)
+        pixels = header.width * header.height
+        estimate = self.budgets.admit(client, pixels, resolution)
         called = time.perf_counter()
-        result = await self.model.translate.remote(data, direction, resolution)
+        try:
+            result = await self.model.translate.remote(data, direction, resolution)
+        except BaseException:
+            self.budgets.settle(client, estimate, estimate, pixels, resolution)  # failed or cancelled: the estimate stands
+            raise
         returned = time.perf_counter()
+        self.budgets.settle(client, estimate, float(result.get("work_s", estimate)), pixels, resolution)
         self.metrics.observe_model(result)
         if "png" not in result:
             raise RequestRejected(result["status"], result["error"], result["detail"])

@@ -99,9 +99,9 @@ class TranslatorModel:
         try:  # this request's own 4xx; the batch it would have joined goes on without it
             image = await asyncio.to_thread(self._decode, data, direction, resolution)
         except RequestRejected as err:
-            return {"status": err.status, **err.body(), **facts}
+            return {"status": err.status, **err.body(), "work_s": time.perf_counter() - start, **facts}
         except BackendRefusal as err:
-            return {"status": 400, "error": err.error, "detail": str(err), **facts}
+            return {"status": 400, "error": err.error, "detail": str(err), "work_s": time.perf_counter() - start, **facts}
         decoded = time.perf_counter()
         if self.batching:
             # a lone request does not wait for company: batches wait serve.batch_wait_timeout_s only when
@@ -118,7 +118,9 @@ class TranslatorModel:
         png = await asyncio.to_thread(encode_png, out["image"])
         timing = {"decode": decoded - start, "queue": out["started"] - decoded, "forward": out["forward_s"],
                   "encode": time.perf_counter() - encoding}
-        result = {"png": png, "timing": timing, **facts}
+        # this request's replica time: the batch's forward is shared by its requests
+        work_s = timing["decode"] + out["forward_s"] / out["batch_size"] + timing["encode"]
+        result = {"png": png, "timing": timing, "work_s": work_s, **facts}
         if out["reports_batch"]:  # each batch is reported once, with its first request
             result.update(batch_size=out["batch_size"], forward_s=out["forward_s"])
         return result

@@ -12,7 +12,10 @@ Every rejection is a `RequestRejected` carrying its HTTP status and a JSON body
 |        |                            | (request line + headers) within `serve.header_timeout_s` (proxy)   |
 | 401    | unauthorized               | a token is configured and the request lacks it or has another one  |
 | 413    | body_too_large             | more than `serve.max_body_bytes` bytes                             |
-| 413    | too_many_pixels            | width x height in the header exceeds `serve.max_pixels`            |
+| 413    | too_many_pixels            | width x height in the header exceeds `serve.max_pixels`, or        |
+|        |                            | `serve.max_full_pixels` with `resolution=full`                     |
+| 429    | rate_limited               | the client spent its replica time (`serve.client_replica_s_per_s`); |
+|        |                            | Retry-After says when it has some again                            |
 | 431    | headers_too_large          | request headers beyond `serve.max_header_bytes`                     |
 | 415    | unsupported_media_type     | Content-Type is neither image/png, image/jpeg nor multipart/form-data |
 | 415    | unsupported_image_format   | a decodable image that is not PNG or JPEG (GIF, BMP, ...)          |
@@ -45,11 +48,12 @@ FORM_FIELD = "image"
 class RequestRejected(Exception):
     """A request the endpoint refuses; `status` is the HTTP status, `error` a stable code."""
 
-    def __init__(self, status: int, error: str, detail: str):
+    def __init__(self, status: int, error: str, detail: str, headers: dict[str, str] | None = None):
         super().__init__(detail)
         self.status = status
         self.error = error
         self.detail = detail
+        self.headers = headers or {}
 
     def body(self) -> dict[str, str]:
         return {"error": self.error, "detail": self.detail}
@@ -154,6 +158,17 @@ def probe_image(data: bytes, max_pixels: int) -> ImageHeader:
             f"{max_pixels} (serve.max_pixels)",
         )
     return header
+
+
+def check_full_resolution_pixels(header: ImageHeader, resolution: str, max_full_pixels: int) -> None:
+    """`resolution=full` costs forwards over every pixel (tiles): its own, lower limit."""
+    pixels = header.width * header.height
+    if resolution == "full" and pixels > max_full_pixels:
+        raise RequestRejected(
+            413, "too_many_pixels",
+            f"image is {header.width}x{header.height} = {pixels} pixels, more than {max_full_pixels} for "
+            "resolution=full (serve.max_full_pixels); resolution=model takes it",
+        )
 
 
 def decode_checked(data: bytes, max_pixels: int) -> Image.Image:
