@@ -244,3 +244,41 @@ def test_every_rayservice_node_gives_request_heads_the_configured_deadline():
         for container in template["spec"]["containers"]:
             env = {e["name"]: e.get("value") for e in container.get("env", [])}
             assert {k: env.get(k) for k in expected} == expected, container["name"]
+
+
+@pytest.fixture(scope="module")
+def kuberay():
+    from tests import kuberay_crds
+
+    return kuberay_crds
+
+
+def test_every_kuberay_manifest_passes_the_real_crds_strictly(kuberay):
+    validators = kuberay.validators()
+    checked = set()
+    for name, doc in all_documents():
+        if doc["apiVersion"].startswith("ray.io/"):
+            assert doc["apiVersion"] not in kuberay.deprecated_versions(), (name, doc["apiVersion"])
+            validator = validators[(doc["apiVersion"], doc["kind"])]
+            assert not kuberay.errors(validator, doc), f"{name} {doc['kind']}: {kuberay.errors(validator, doc)}"
+            checked.add(doc["kind"])
+    assert checked == {"RayCluster", "RayJob", "RayService"}
+
+
+def test_the_real_crds_refuse_an_unknown_field_a_wrong_type_and_a_missing_required_field(kuberay):
+    validators = kuberay.validators()
+    good = documents("raycluster.yaml")[0]
+    validator = validators[(good["apiVersion"], "RayCluster")]
+    typo = json.loads(json.dumps(good))
+    typo["spec"]["workerGroupSpecs"][0]["maxReplica"] = 3
+    assert any("maxReplica" in e for e in kuberay.errors(validator, typo))
+    deep_typo = json.loads(json.dumps(good))
+    deep_typo["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["imagePullPolice"] = "Always"
+    assert any("imagePullPolice" in e for e in kuberay.errors(validator, deep_typo))
+    wrong_type = json.loads(json.dumps(good))
+    wrong_type["spec"]["workerGroupSpecs"][0]["replicas"] = "two"
+    assert kuberay.errors(validator, wrong_type)
+    missing = json.loads(json.dumps(good))
+    del missing["spec"]["headGroupSpec"]
+    assert any("headGroupSpec" in e for e in kuberay.errors(validator, missing))
+    assert "ray.io/v1alpha1" in kuberay.deprecated_versions()
