@@ -272,7 +272,7 @@ HANG_UPS = 10  # Serve delivers a hang-up in more than one way (a race): one try
 def test_clients_that_hang_up_mid_body_are_counted_as_499_not_as_server_errors(endpoint):
     before = translate_requests_by_status(endpoint)
     host, port = endpoint.removeprefix("http://").split(":")
-    for done in range(1, HANG_UPS + 1):
+    for _ in range(HANG_UPS):
         with socket.create_connection((host, int(port)), timeout=10) as sock:
             sock.sendall(b"POST /translate?direction=a2b HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
                          b"Content-Length: 5000\r\n\r\n\x89PNG\r\n\x1a\n" + b"\0" * 100)
