@@ -94,24 +94,38 @@ def _bad_checkpoints(tmp_path):
     return cases
 
 
-def test_bad_checkpoints_fail_fast_with_one_line_naming_file_and_cause(tmp_path):
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
-    env.pop("RAY_ADDRESS", None)
-    out = tmp_path / "out"
-    inputs = tmp_path / "in.png"
+def test_bad_checkpoints_fail_fast_with_one_line_naming_file_and_cause(tmp_path, capsys, monkeypatch):
+    """Every bad checkpoint through the CLI's own entry point (in this process: no Ray may start)."""
+    import ray
+
+    from crossnet_dist.cli import main
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    out, inputs = tmp_path / "out", tmp_path / "in.png"
     photo_crops("china.jpg", 1, 28)[0].save(inputs)
     for name, (path, cause) in _bad_checkpoints(tmp_path).items():
         for command in (["serve", "--checkpoint", str(path)], ["translate", "--checkpoint", str(path), "--direction",
                                                                  "a2b", str(inputs), "--out", str(out)]):
-            start = time.monotonic()
-            result = subprocess.run([sys.executable, "-m", "crossnet_dist", *command], cwd=REPO, env=env,
-                                    capture_output=True, text=True, timeout=60)
-            took = time.monotonic() - start
-            lines = result.stderr.strip().splitlines()
-            assert result.returncode == 2, (name, command[0], result.stderr[-2000:])
+            code = main(command)
+            captured = capsys.readouterr()
+            lines = captured.err.strip().splitlines()
+            assert code == 2, (name, command[0], captured.err[-2000:])
             assert len(lines) == 1 and str(path) in lines[0] and cause in lines[0], (name, command[0], lines)
-            assert "Traceback" not in result.stderr and "Started a local Ray" not in result.stderr + result.stdout
-            assert took < 30, (name, command[0], took)  # interpreter + torch import; no deployment wait
+            assert "Traceback" not in captured.err and not ray.is_initialized(), (name, command[0])
+
+
+def test_a_bad_checkpoint_ends_the_crossnet_process_with_one_line_and_exit_2(tmp_path):
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    path, cause = _bad_checkpoints(tmp_path)["truncated"]
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "crossnet_dist", "serve", "--checkpoint", str(path)], cwd=REPO,
+                            env=env, capture_output=True, text=True, timeout=60)
+    took = time.monotonic() - start
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and str(path) in lines[0] and cause in lines[0], result.stderr
+    assert "Started a local Ray" not in result.stderr + result.stdout
+    assert took < 30, took  # interpreter + torch import; no deployment wait
 
 
 def test_the_serve_check_itself_takes_under_2_s(tmp_path):

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import gc
+import multiprocessing
 from typing import Any, Iterator
 
 from torch.utils.data import DataLoader
 
 from crossnet_dist.data.stats import DataStats
 from crossnet_dist.data.streams import ImageFolderStream, UnpairedImageStream
+
+
+def worker_context() -> multiprocessing.context.BaseContext:
+    """Loader workers start from a forkserver, not by forking the training process: that process runs
+    threads (s3fs's IO loop, Ray's and torch's), and a child forked from it may inherit a heap another
+    thread was changing (seen as "malloc(): unaligned fastbin chunk detected" in a worker). The server
+    imports torch and the streams once, so each worker starts in milliseconds, not seconds."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["torch", "crossnet_dist.data.streams"])
+    return context
 
 
 class StreamingLoader(DataLoader):
@@ -25,6 +36,7 @@ class StreamingLoader(DataLoader):
             pin_memory=pin_memory,
             persistent_workers=workers,
             prefetch_factor=prefetch_factor if workers else None,
+            multiprocessing_context=worker_context() if workers else None,
         )
         self.stats = DataStats()
 

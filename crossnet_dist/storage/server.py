@@ -192,6 +192,7 @@ class S3Server:
                 try:
                     with opened("s3://probe", self.storage_options()) as (fs, _):
                         fs.ls("", refresh=True)
+                        _read_one_object(fs)
                     return
                 except Exception as err:  # noqa: BLE001 - not ready yet; the last error is reported
                     last_error = err
@@ -246,3 +247,18 @@ def _die_with_parent() -> None:
 
         PR_SET_PDEATHSIG = 1
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _read_one_object(fs, depth: int = 6) -> None:
+    """Reads the first byte of the first object found, if any: a restarted server lists its buckets
+    before its volumes answer reads (it says "internal error" for a second or two)."""
+    folders = [bucket for bucket in fs.ls("", refresh=True)]
+    for _ in range(depth):
+        if not folders:
+            return
+        entries = fs.ls(folders[0], detail=True, refresh=True)
+        files = [e["name"] for e in entries if e["type"] == "file"]
+        if files:
+            fs.cat_file(files[0], start=0, end=1)
+            return
+        folders = [e["name"] for e in entries if e["type"] == "directory"] + folders[1:]
