@@ -17,15 +17,20 @@ from tests.helpers import REPO, write_tiny_dataset
 pytestmark = pytest.mark.slow
 
 
+def train_command(data, storage, run_name: str, *overrides: str) -> list[str]:
+    """`crossnet train` of the tiny distributed config on `data`, checkpointing only when it stops."""
+    return [sys.executable, "-m", "crossnet_dist", "train", str(REPO / "jobs/configs/tiny_dist.yaml"),
+            f"data.root={data}", f"dist.storage_path={storage}", f"dist.run_name={run_name}",
+            "dist.checkpoint_every=1000", "data.batch_size=2", *overrides]
+
+
 @pytest.mark.timeout(420)
 def test_sigterm_makes_the_ranks_checkpoint_the_step_they_reached_and_exit_143(tmp_path):
     data = write_tiny_dataset(tmp_path / "data", n_train=16, n_test=1, size=36)
     storage = tmp_path / "ray"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "crossnet_dist", "train", str(REPO / "jobs/configs/tiny_dist.yaml"),
-         f"data.root={data}", f"dist.storage_path={storage}", "dist.run_name=preempted", "train.max_steps=1000",
-         "train.log_every=1", "dist.checkpoint_every=1000", "data.batch_size=2"],
-        cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"}, text=True, stdout=subprocess.PIPE,
+        train_command(data, storage, "preempted", "train.max_steps=1000", "train.log_every=1"), cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"}, text=True, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
     lines: list[str] = []
@@ -58,9 +63,7 @@ def test_a_time_limit_stops_the_ranks_together_with_a_checkpoint_of_the_last_ste
     data = write_tiny_dataset(tmp_path / "data", n_train=16, n_test=1, size=36)
     storage = tmp_path / "ray"
     done = subprocess.run(
-        [sys.executable, "-m", "crossnet_dist", "train", str(REPO / "jobs/configs/tiny_dist.yaml"),
-         f"data.root={data}", f"dist.storage_path={storage}", "dist.run_name=timed", "train.max_steps=0",
-         "train.max_minutes=0.1", "optim.n_epochs=1000", "dist.checkpoint_every=1000", "data.batch_size=2"],
+        train_command(data, storage, "timed", "train.max_steps=0", "train.max_minutes=0.1", "optim.n_epochs=1000"),
         cwd=REPO, capture_output=True, text=True, timeout=240,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

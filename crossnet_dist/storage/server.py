@@ -191,8 +191,7 @@ class S3Server:
 
                 try:
                     with opened("s3://probe", self.storage_options()) as (fs, _):
-                        fs.ls("", refresh=True)
-                        _read_one_object(fs)
+                        _read_one_object(fs, fs.ls("", refresh=True))
                     return
                 except Exception as err:  # noqa: BLE001 - not ready yet; the last error is reported
                     last_error = err
@@ -249,10 +248,10 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _read_one_object(fs, depth: int = 6) -> None:
-    """Reads the first byte of the first object found, if any: a restarted server lists its buckets
-    before its volumes answer reads (it says "internal error" for a second or two)."""
-    folders = [bucket for bucket in fs.ls("", refresh=True)]
+def _read_one_object(fs, buckets: list[str], depth: int = 6) -> None:
+    """Reads the first byte of the first object found under `buckets`, if any: a restarted server lists
+    its buckets before its volumes answer reads (it says "internal error" for a second or two)."""
+    folders = list(buckets)
     for _ in range(depth):
         if not folders:
             return
